@@ -1,0 +1,69 @@
+"""seqkit: plugin-based sequence modeling. Recurrent networks compute over a sequence step by step,
+the Transformer computes all positions at once; seqkit trains both kinds and ships new kinds.
+
+Importing seqkit loads no plugin and no heavy module: the public API below is resolved lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from seqkit.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    PluginError,
+    RegistryError,
+    SeqkitError,
+)
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("seqkit")
+"""Marks a plugin function as the implementation of a seqkit hook (see seqkit.hookspecs)."""
+
+# name -> module that defines it; imported on first access (PEP 562)
+_LAZY = {
+    "make_plugin_manager": "seqkit.plugins",
+    "load_config": "seqkit.config",
+    "get_backend": "seqkit.backends",
+    "Encoder": "seqkit.interfaces",
+    "Decoder": "seqkit.interfaces",
+    "EncoderOutput": "seqkit.interfaces",
+    "Task": "seqkit.interfaces",
+    "Backend": "seqkit.interfaces",
+    "Example": "seqkit.interfaces",
+}
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "PluginError",
+    "RegistryError",
+    "SeqkitError",
+    "__version__",
+    "hookimpl",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'seqkit' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from seqkit.backends import get_backend as get_backend
+    from seqkit.config import load_config as load_config
+    from seqkit.interfaces import Backend as Backend
+    from seqkit.interfaces import Decoder as Decoder
+    from seqkit.interfaces import Encoder as Encoder
+    from seqkit.interfaces import EncoderOutput as EncoderOutput
+    from seqkit.interfaces import Example as Example
+    from seqkit.interfaces import Task as Task
+    from seqkit.plugins import make_plugin_manager as make_plugin_manager

@@ -1,0 +1,5 @@
+"""``python -m seqkit`` runs the command line (torchrun launches it this way)."""
+
+from seqkit.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""Choosing a device backend by name, or ``auto``: the available backend of highest priority."""
+
+from __future__ import annotations
+
+from seqkit.errors import BackendUnavailableError, PluginError
+from seqkit.interfaces import Backend
+from seqkit.plugins import PluginManager, make_plugin_manager
+
+
+def backends(manager: PluginManager | None = None) -> list[Backend]:
+    """Every registered backend, instantiated, highest priority first."""
+    manager = manager or make_plugin_manager()
+    found = []
+    for reg in manager.registrations("backend"):
+        backend = reg.factory()
+        if not isinstance(backend, Backend):
+            raise PluginError(f"plugin {reg.plugin}: backend {reg.name!r} is not a seqkit Backend")
+        found.append(backend)
+    return sorted(found, key=lambda b: -b.priority)
+
+
+def get_backend(name: str = "auto", manager: PluginManager | None = None) -> Backend:
+    """The backend called ``name`` if it is available here; ``auto`` picks the best available."""
+    candidates = backends(manager)
+    available = [b for b in candidates if b.is_available()]
+    names = ", ".join(b.name for b in available) or "none"
+    if name == "auto":
+        if not available:
+            raise BackendUnavailableError("no device backend is available (all disabled?)")
+        return available[0]
+    for backend in candidates:
+        if backend.name == name:
+            if backend.is_available():
+                return backend
+            raise BackendUnavailableError(
+                f"backend {name!r} is not available here; available: {names}"
+            )
+    known = ", ".join(b.name for b in candidates) or "none"
+    raise BackendUnavailableError(f"unknown backend {name!r}; known: {known}; available: {names}")
+
+
+def resolve_precision(backend: Backend, precision: str = "auto") -> str:
+    """``auto`` -> the backend's default; anything else must be one the backend supports."""
+    if precision == "auto":
+        return backend.default_precision()
+    if precision not in backend.supported_precisions():
+        supported = ", ".join(backend.supported_precisions())
+        raise BackendUnavailableError(
+            f"precision {precision!r} is not supported by backend {backend.name!r}; "
+            f"supported: {supported}"
+        )
+    return precision

@@ -1,0 +1,189 @@
+"""The ``seqkit`` command line: one command per verb, plugins may add more.
+
+seqkit's own errors print as one line on stderr with exit status 2; ``--debug`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any
+
+import click
+
+import seqkit
+from seqkit.errors import SeqkitError
+
+log = logging.getLogger("seqkit")
+
+
+class CliError(click.ClickException):
+    """A SeqkitError on its way to the terminal: one line, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"seqkit: error: {self.format_message()}", err=True)
+
+
+class SeqkitGroup(click.Group):
+    """Built-in verbs plus the commands plugins register; turns SeqkitError into CliError."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._plugin_commands(ctx)})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        commands = {}
+        for reg in plugin_manager(ctx).registrations("command"):
+            if reg.name in self.commands:
+                log.warning("plugin %s: command %r clashes with a built-in command; ignored",
+                            reg.plugin, reg.name)
+                continue
+            commands[reg.name] = reg.factory
+        return commands
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeqkitError as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+
+
+def plugin_manager(ctx: click.Context):
+    """The plugin manager of this invocation, made once, honouring --disable-plugin."""
+    root = ctx.find_root()
+    root.ensure_object(dict)
+    if "plugins" not in root.obj:
+        from seqkit.plugins import make_plugin_manager
+
+        disabled = root.params.get("disable_plugin") or ()
+        try:
+            root.obj["plugins"] = make_plugin_manager(disable=disabled)
+        except SeqkitError as exc:  # strict mode: a broken plugin is fatal
+            if root.params.get("debug"):
+                raise
+            raise CliError(str(exc)) from exc
+    return root.obj["plugins"]
+
+
+@click.group(cls=SeqkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(seqkit.__version__, prog_name="seqkit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.option("--disable-plugin", multiple=True, metavar="NAME",
+              help="Do not load the plugin NAME (repeatable; adds to SEQKIT_DISABLE_PLUGINS).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, disable_plugin: tuple[str, ...]) -> None:
+    """seqkit: train, evaluate and serve sequence models built from plugins.
+
+    Recurrent networks (RNN, LSTM, GRU) compute over a sequence step by step; the Transformer
+    computes all positions at once. seqkit composes any encoder with any decoder.
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        format="seqkit: %(levelname)s: %(message)s")
+    ctx.ensure_object(dict)
+
+
+# -- seqkit plugins -------------------------------------------------------------------------------
+
+
+@cli.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array instead of a table.")
+@click.pass_context
+def plugins(ctx: click.Context, as_json: bool) -> None:
+    """List installed plugins: distribution, version, status, hooks, what each registers."""
+    if ctx.invoked_subcommand is not None:
+        return
+    manager = plugin_manager(ctx)
+    infos = [info.to_json() for info in manager.plugins.values()]
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for info in infos:
+        dist = f"{info['distribution'] or '-'} {info['version'] or ''}".strip()
+        status = info["status"] if not info["error"] else f"{info['status']}: {info['error']}"
+        click.echo(f"{info['name']}  [{dist}]  {status}")
+        for kind in ("encoders", "decoders", "tasks", "backends", "commands"):
+            if info[kind]:
+                click.echo(f"  {kind}: {', '.join(info[kind])}")
+
+
+# -- seqkit backends ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array instead of a table.")
+@click.pass_context
+def backends(ctx: click.Context, as_json: bool) -> None:
+    """List device backends and whether each is available here; `auto` picks the first marked *."""
+    from seqkit.backends import backends as all_backends
+
+    rows = []
+    for backend in all_backends(plugin_manager(ctx)):
+        available = backend.is_available()
+        precision = backend.default_precision() if available else None
+        rows.append({
+            "name": backend.name,
+            "available": available,
+            "device": backend.device_name() if available else None,
+            "default_precision": precision,
+            "distributed_backend": backend.distributed_backend,
+            "peak_flops": backend.peak_flops(precision) if available else None,
+        })
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    first_available = next((row["name"] for row in rows if row["available"]), None)
+    for row in rows:
+        mark = "*" if row["name"] == first_available else " "
+        state = "available" if row["available"] else "not available"
+        detail = f"  {row['device']}, {row['default_precision']}" if row["available"] else ""
+        click.echo(f"{mark} {row['name']:<6} {state}{detail}")
+
+
+# -- seqkit config --------------------------------------------------------------------------------
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a config value; VALUE is TOML (bare words are strings).")
+
+
+@cli.group()
+def config() -> None:
+    """Validate and show run configuration files."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+@set_option
+@click.pass_context
+def config_check(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> None:
+    """Validate FILE: unknown keys, wrong types and unknown plugin names are errors."""
+    from seqkit.config import load_config
+
+    load_config(file, overrides, manager=plugin_manager(ctx))
+    click.echo(f"{file}: ok")
+
+
+@config.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+@set_option
+@click.pass_context
+def config_show(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> None:
+    """Print the resolved configuration of FILE, every default filled in, as TOML."""
+    from seqkit.config import config_to_toml, load_config
+
+    resolved = load_config(file, overrides, manager=plugin_manager(ctx))
+    click.echo(config_to_toml(resolved).rstrip("\n"))
+
+
+def main() -> None:
+    cli(prog_name="seqkit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

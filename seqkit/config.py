@@ -1,0 +1,260 @@
+"""Run configuration: TOML into dataclasses, strictly.
+
+A run file has top-level keys (seed, backend, precision) and the tables [task], [model],
+[model.encoder], [model.decoder] and [train]. The tables of plugin components name the component
+(``name = "lstm"``) and hold its options, which are checked against the config dataclass the plugin
+registered. Every error names the key path, with file:line where the key is in a file.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from seqkit.convert import KeyPathError, convert_dataclass, did_you_mean, to_toml_data
+from seqkit.errors import ConfigError, RegistryError
+from seqkit.plugins import PluginManager, make_plugin_manager
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class Component:
+    """A plugin component chosen by ``name``, with ``options`` of the plugin's config dataclass."""
+
+    name: str
+    options: Any = None
+
+    def to_toml_data(self) -> dict[str, Any]:
+        return {"name": self.name, **(to_toml_data(self.options) if self.options else {})}
+
+
+def component(kind: str) -> Any:
+    """A config field holding an optional plugin component of ``kind``."""
+    return field(default=None, metadata={"component": kind})
+
+
+@dataclass
+class ModelConfig:
+    """[model]: the components and the sizes they share."""
+
+    encoder: Component | None = component("encoder")
+    decoder: Component | None = component("decoder")
+    d_model: int = 256  # width of embeddings, encoder memory and decoder hidden states
+    tie_embeddings: bool = True  # output head shares the target embedding's weights
+    share_embeddings: bool = False  # source and target share one embedding (one vocabulary)
+    pool: Literal["mean", "last", "first"] = "mean"  # encoder-only models: how to pool positions
+    embedding_dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.d_model < 1:
+            raise _invalid("d_model", f"must be positive, got {self.d_model}")
+        if not 0.0 <= self.embedding_dropout < 1.0:
+            raise _invalid("embedding_dropout", f"must be in [0, 1), got {self.embedding_dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """[train]: optimisation and evaluation."""
+
+    steps: int = 1000
+    batch_tokens: int = 4096  # token budget per batch, like fairseq's --max-tokens
+    lr: float = 1e-3
+    schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # 0 disables clipping
+    accumulate: int = 1  # batches per optimizer step
+    label_smoothing: float = 0.0
+    eval_every: int = 200
+    compile: bool = False
+
+    def __post_init__(self):
+        for name in ("steps", "batch_tokens", "accumulate", "eval_every"):
+            if getattr(self, name) < 1:
+                raise _invalid(name, f"must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "warmup_steps", "weight_decay", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise _invalid(name, f"must not be negative, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise _invalid("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
+
+
+@dataclass
+class RunConfig:
+    """A whole run: what to learn ([task]), with what ([model]), how ([train]) and where."""
+
+    task: Component | None = component("task")
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    backend: str = "auto"  # a registered backend name, or auto
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+
+
+def _invalid(key: str, message: str) -> ConfigError:
+    return ConfigError(message, key=key)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def load_config(
+    source: str | Path | dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    manager: PluginManager | None = None,
+) -> RunConfig:
+    """A validated RunConfig from a TOML file path (or an already parsed dict), after applying
+    ``overrides`` of the form ``a.b.c=VALUE`` (VALUE parsed as TOML, else taken as a string)."""
+    text, origin = None, None
+    if isinstance(source, dict):
+        data = _deep_copy(source)
+    else:
+        origin = str(source)
+        text, data = read_toml(Path(source))
+    set_paths = apply_overrides(data, overrides)
+    manager = manager or make_plugin_manager()
+    try:
+        return convert_dataclass(data, RunConfig, (), _component_resolver(manager))
+    except KeyPathError as exc:
+        raise ConfigError(_where(exc.path, origin, text, set_paths) + str(exc)) from None
+
+
+def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
+    """The text and parsed data of a TOML file; errors name the file (and line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        return text, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        message = str(exc).splitlines()[0]
+        at = re.search(r" \(at line (\d+), column \d+\)$", message)
+        where = f"{path}:{at.group(1)}" if at else str(path)
+        raise ConfigError(f"{where}: invalid TOML: {message}") from None
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """``"a.b.c=VALUE"`` -> (["a", "b", "c"], value); VALUE is TOML, or a bare string."""
+    key, sep, raw = override.partition("=")
+    keys = [k.strip() for k in key.split(".")]
+    if not sep or not all(keys):
+        raise ConfigError(f"--set {override!r}: expected KEY.PATH=VALUE")
+    try:
+        value = tomllib.loads(f"value = {raw}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # bare words: --set model.encoder.name=lstm
+    return keys, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> set[tuple]:
+    """Apply ``--set`` overrides to ``data`` in place; returns the key paths they set."""
+    set_paths = set()
+    for override in overrides:
+        keys, value = parse_override(override)
+        table = data
+        for i, key in enumerate(keys[:-1]):
+            table = table.setdefault(key, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {override}: {'.'.join(keys[:i + 1])} is not a table")
+        table[keys[-1]] = value
+        set_paths.add(tuple(keys))
+    return set_paths
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def _component_resolver(manager: PluginManager):
+    def resolve(table: Any, kind: str, path: tuple) -> Component:
+        if not isinstance(table, dict):
+            raise KeyPathError(path, f"expected a table with name = \"<{kind}>\"")
+        name = table.get("name")
+        if not isinstance(name, str):
+            available = ", ".join(manager.names(kind)) or "none"
+            raise KeyPathError((*path, "name"), f"missing {kind} name; available: {available}")
+        try:
+            registration = manager.get(kind, name)
+        except RegistryError as exc:
+            hint = did_you_mean(name, manager.names(kind))
+            raise KeyPathError((*path, "name"), f"{exc}{hint}") from None
+        options = {k: v for k, v in table.items() if k != "name"}
+        if registration.config_class is None:
+            if options:
+                key = next(iter(options))
+                raise KeyPathError((*path, key), f"unknown key; {kind} {name!r} takes no options")
+            return Component(name, None)
+        return Component(name, convert_dataclass(options, registration.config_class, path))
+
+    return resolve
+
+
+# -- showing ------------------------------------------------------------------------------------
+
+
+def config_to_toml(config: RunConfig) -> str:
+    """The resolved config, defaults filled, as TOML that loads back to an equal config."""
+    data = to_toml_data(config)
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    return tomli_w.dumps({**top, **tables})
+
+
+# -- error locations ----------------------------------------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
+_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
+
+
+def _split_key(key: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[^.\s]+", key)
+    return tuple(p.strip("\"'") for p in parts)
+
+
+def locate(text: str, path: tuple) -> int | None:
+    """The 1-based line of the key (or table) at ``path`` in TOML ``text``, best effort: the line
+    of the longest prefix of ``path`` that is found."""
+    keys = tuple(k for k in path if isinstance(k, str))
+    lines: dict[tuple, int] = {}
+    table: tuple = ()
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            table = _split_key(header.group(1))
+            lines.setdefault(table, number)
+            continue
+        key = _KEY.match(line)
+        if key:
+            lines.setdefault(table + _split_key(key.group(1)), number)
+    for end in range(len(keys), 0, -1):
+        if keys[:end] in lines:
+            return lines[keys[:end]]
+    return None
+
+
+def _where(path: tuple, origin: str | None, text: str | None, set_paths: set[tuple]) -> str:
+    keys = tuple(k for k in path if isinstance(k, str))
+    for set_path in set_paths:
+        if keys[: len(set_path)] == set_path:
+            return "--set "
+    if origin is None:
+        return ""
+    line = locate(text or "", path)
+    return f"{origin}:{line}: " if line else f"{origin}: "

@@ -1,0 +1,34 @@
+"""seqkit's exception types; the CLI shows a SeqkitError as one line on stderr, exit status 2."""
+
+from __future__ import annotations
+
+
+class SeqkitError(Exception):
+    """Base class of every error seqkit raises on purpose (bad input, bad config, bad plugin)."""
+
+
+class ConfigError(SeqkitError, ValueError):
+    """A configuration is invalid; the message names the file, line and key path where known.
+
+    A plugin factory that rejects one of its options raises ``ConfigError(message, key="heads")``;
+    the core then names the whole key path (``model.encoder.heads: message``).
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class PluginError(SeqkitError):
+    """A plugin failed to load, register or validate; the message names the plugin."""
+
+
+class RegistryError(SeqkitError, KeyError):
+    """A name was looked up in the registry and not found; the message lists what is available."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class BackendUnavailableError(SeqkitError):
+    """A device backend was asked for that cannot run here."""

@@ -1,0 +1,226 @@
+"""The contracts between seqkit's core and its plugins.
+
+Shapes: B batch, S source length, T target length, D ``d_model``. Masks are bool with True on
+real positions and False on padding. Encoders and decoders see embedded sequences (B, T, D): token
+embedding, feature projection and the output head belong to the core's model composition.
+
+A decoder cache is a dict of tensors (nested dicts, lists and tuples allowed) whose every tensor
+has the batch as dimension 0, so the core can reorder it for beam search, or drop finished rows,
+with one ``index_select``; other values (a Python int counting steps) are carried along unchanged.
+A decoder whose cache cannot follow that rule overrides ``reorder_cache``.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+Cache = dict[str, Any]
+"""Tensors with batch first, possibly nested in dicts, lists and tuples; other values kept as is."""
+
+RecurrentState = Tensor | tuple[Tensor, ...]
+"""Batch-first final state of a recurrent encoder: (B, layers, D), or a tuple (LSTM h, c)."""
+
+Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+}
+
+
+# -- encoders and decoders ----------------------------------------------------------------------
+
+
+@dataclass
+class EncoderOutput:
+    """What an encoder hands a decoder.
+
+    memory: (B, S, D) one vector per source position; padded positions hold anything.
+    mask:   (B, S) bool, True on real positions (the encoder's input mask, unchanged).
+    state:  optional final state of a recurrent encoder, batch first (see ``RecurrentState``),
+            for decoders that bridge it into their initial state; None for other encoders.
+    """
+
+    memory: Tensor
+    mask: Tensor
+    state: RecurrentState | None = None
+
+    def index_select(self, index: Tensor) -> EncoderOutput:
+        """The rows ``index`` of the batch (beam expansion, dropping finished sources)."""
+        return EncoderOutput(
+            memory=self.memory.index_select(0, index),
+            mask=self.mask.index_select(0, index),
+            state=map_tensors(lambda t: t.index_select(0, index), self.state),
+        )
+
+
+class Encoder(nn.Module, abc.ABC):
+    """Maps an embedded source (B, S, D) with its mask to an :class:`EncoderOutput`.
+
+    Padding must never change the outputs of real positions: a source padded with extra positions
+    gives the same memory on its real positions (the conformance suite checks it to 1e-5 in fp32).
+    """
+
+    d_model: int
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, mask: Tensor) -> EncoderOutput:
+        """x: (B, S, D) float; mask: (B, S) bool, True on real positions."""
+
+
+class Decoder(nn.Module, abc.ABC):
+    """Maps an embedded target prefix (B, T, D) to hidden states (B, T, D), causally: the output at
+    t depends on y[:, :t+1] and the encoder output only.
+
+    ``forward(y, enc)`` with ``cache=None`` runs the whole sequence at once (training) and returns
+    ``(hidden, None)``. For step-by-step decoding, ``init_cache(enc, batch_size, max_len)`` makes a
+    cache (cross-attention keys/values of the memory are computed there, once per source), then
+    ``forward(y_new, enc, cache)`` takes only the new positions and returns ``(hidden_new, cache)``.
+    Running a sequence in pieces through the cache equals running it whole.
+
+    ``enc`` is None for a decoder-only language model; a decoder that cannot run without an
+    encoder raises ``ValueError`` from its factory or forward.
+
+    Attention maps are opt-in, never on the fast path: when ``record_attention`` is set, a decoder
+    that attends over the memory stores the weights of its last forward, averaged over heads and
+    layers as it sees fit, in ``attention_weights`` as (B, T, S).
+    """
+
+    d_model: int
+    record_attention: bool = False
+    attention_weights: Tensor | None = None
+
+    @abc.abstractmethod
+    def forward(
+        self, y: Tensor, enc: EncoderOutput | None, cache: Cache | None = None
+    ) -> tuple[Tensor, Cache | None]:
+        """y: (B, T, D); returns hidden (B, T, D) and the updated cache (None without one)."""
+
+    @abc.abstractmethod
+    def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
+        """A fresh cache for ``batch_size`` sequences of at most ``max_len`` target positions."""
+
+    def reorder_cache(self, cache: Cache, index: Tensor) -> Cache:
+        """The cache of rows ``index`` (beam reordering, dropping finished rows)."""
+        return reorder_cache(cache, index)
+
+
+def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
+    """Apply ``fn`` to every tensor inside nested dicts, lists and tuples; keep everything else."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, Mapping):
+        return {key: map_tensors(fn, item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(map_tensors(fn, item) for item in value)
+    return value
+
+
+def reorder_cache(cache: Cache, index: Tensor) -> Cache:
+    """The generic reorder: ``index_select(0, index)`` on every tensor of a batch-first cache."""
+    return map_tensors(lambda t: t.index_select(0, index), cache)
+
+
+def iter_tensors(value: Any) -> Iterator[Tensor]:
+    """Every tensor inside nested dicts, lists and tuples, depth first."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from iter_tensors(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from iter_tensors(item)
+
+
+# -- tasks --------------------------------------------------------------------------------------
+
+MODEL_KINDS = ("seq2seq", "language_model", "classifier", "regressor")
+"""How the core composes a model for a task (see :class:`Task`)."""
+
+
+@dataclass
+class Example:
+    """One raw example. ``source`` is text or a float sequence (a list of feature vectors);
+    ``target`` is text, a label or a float value; a language model has ``source=None``."""
+
+    source: Any
+    target: Any
+
+
+class Task(abc.ABC):
+    """Where the data of one kind of problem comes from and how results are scored.
+
+    ``model_kind`` tells the core what to build: ``seq2seq`` (encoder + decoder + output head),
+    ``language_model`` (decoder only), ``classifier`` (encoder + pooling + class head) or
+    ``regressor`` (encoder + pooling + linear head).
+    """
+
+    model_kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def examples(self, split: str) -> Iterator[Example]:
+        """The examples of ``split`` ("train", "valid", "test"), read lazily."""
+
+    @abc.abstractmethod
+    def metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
+        """Task metrics of decoded predictions against references (BLEU, accuracy, ...)."""
+
+
+# -- device backends ----------------------------------------------------------------------------
+
+
+class Backend(abc.ABC):
+    """A kind of device. ``priority`` orders the choice of ``auto``: the available backend with
+    the highest priority wins. ``distributed_backend`` names the torch.distributed backend."""
+
+    name: ClassVar[str]
+    priority: ClassVar[int] = 0
+    distributed_backend: ClassVar[str] = "gloo"
+
+    @abc.abstractmethod
+    def is_available(self) -> bool:
+        """Whether this backend can run in this process."""
+
+    @abc.abstractmethod
+    def device(self, index: int | None = None) -> torch.device:
+        """The torch device (``index`` picks one of several, e.g. the local rank)."""
+
+    @abc.abstractmethod
+    def device_name(self) -> str:
+        """A human-readable name of the device, e.g. "NVIDIA H100 80GB HBM3"."""
+
+    @abc.abstractmethod
+    def default_precision(self) -> Precision:
+        """The precision "auto" resolves to on this device."""
+
+    def supported_precisions(self) -> tuple[Precision, ...]:
+        """Precisions this device can train in."""
+        return ("fp32", "bf16", "fp16")
+
+    def autocast(self, precision: Precision) -> contextlib.AbstractContextManager:
+        """A context that runs eligible ops in ``precision`` (fp32: no autocast)."""
+        if precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device().type, dtype=DTYPES[precision])
+
+    @abc.abstractmethod
+    def synchronize(self) -> None:
+        """Wait for queued device work to finish (timing needs it)."""
+
+    @abc.abstractmethod
+    def memory_stats(self) -> dict[str, int]:
+        """Memory in bytes: at least ``allocated`` and ``peak`` (since ``reset_peak_memory``)."""
+
+    def reset_peak_memory(self) -> None:  # noqa: B027 - optional, most devices cannot
+        """Start a new peak-memory measurement where the device allows it."""
+
+    @abc.abstractmethod
+    def peak_flops(self, precision: Precision) -> float | None:
+        """Dense peak FLOP/s of this device in ``precision`` for MFU; None when unknown."""

@@ -1,0 +1,262 @@
+"""Finding, loading and isolating plugins, and the registry of what they register.
+
+``make_plugin_manager()`` builds a fresh manager on every call: it walks the entry points of group
+``seqkit`` one by one. A plugin that fails to import, implements a hook seqkit does not define,
+raises inside a hook, or registers a name another plugin already has, is skipped and recorded with
+its error; every other plugin works. ``SEQKIT_STRICT_PLUGINS=1`` (or ``strict=True``) makes any such
+failure a PluginError. ``SEQKIT_DISABLE_PLUGINS=a,b`` (or ``disable=``) blocks plugins by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import click
+import pluggy
+
+from seqkit import hookspecs
+from seqkit.errors import PluginError, RegistryError
+
+log = logging.getLogger(__name__)
+
+GROUP = "seqkit"
+KINDS = ("encoder", "decoder", "task", "backend", "command")
+# hook name -> kind of what it registers
+HOOK_KINDS = {
+    "register_encoders": "encoder",
+    "register_decoders": "decoder",
+    "register_tasks": "task",
+    "register_backends": "backend",
+    "register_commands": "command",
+}
+# Distribution of seqkit itself: its built-in plugins load first, so a third-party plugin cannot
+# take a built-in name by loading earlier.
+CORE_DISTRIBUTION = "seqkit"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registered component: what it is, how to build it, and who provided it."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    config_class: type | None
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+    def provenance(self) -> str:
+        """e.g. "seqkit_recurrent (seqkit 0.1.0)"."""
+        return f"{self.plugin} ({self.distribution or '?'} {self.version or '?'})"
+
+
+@dataclass
+class PluginInfo:
+    """What ``seqkit plugins`` shows about one plugin."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    status: str = "ok"  # ok | broken | disabled
+    error: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    registered: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        registered = data.pop("registered")
+        data.update({f"{kind}s": names for kind, names in registered.items()})
+        return data
+
+
+class PluginManager:
+    """The loaded plugins (``plugins``), the pluggy manager (``hooks``) and the registry."""
+
+    def __init__(self, strict: bool = False):
+        self.strict = strict
+        self.hooks = pluggy.PluginManager(GROUP)
+        self.hooks.add_hookspecs(hookspecs)
+        self.plugins: dict[str, PluginInfo] = {}
+        self._registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+
+    # -- lookups --------------------------------------------------------------------------------
+
+    def names(self, kind: str) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self._registry[kind])
+
+    def registrations(self, kind: str) -> list[Registration]:
+        return [self._registry[kind][name] for name in self.names(kind)]
+
+    def get(self, kind: str, name: str) -> Registration:
+        """The registration of ``name``; a RegistryError lists the available names otherwise."""
+        try:
+            return self._registry[kind][name]
+        except KeyError:
+            available = ", ".join(self.names(kind)) or "none"
+            broken = [p.name for p in self.plugins.values() if p.status == "broken"]
+            hint = f" (broken plugins: {', '.join(broken)})" if broken else ""
+            raise RegistryError(
+                f"unknown {kind} {name!r}; available: {available}{hint}"
+            ) from None
+
+    def broken(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.status == "broken"]
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load(self, name: str, module: ModuleType | object, dist: Any = None) -> PluginInfo:
+        """Register one plugin object and run its hooks; on failure record it as broken."""
+        info = PluginInfo(
+            name=name,
+            distribution=dist.metadata["Name"] if dist is not None else None,
+            version=dist.version if dist is not None else None,
+        )
+        self.plugins[name] = info
+        try:
+            self.hooks.register(module, name=name)
+            self.hooks.check_pending()
+        except Exception as exc:
+            if self.hooks.is_registered(module):
+                self.hooks.unregister(module)
+            return self._fail(info, f"invalid hooks: {exc}")
+        info.hooks = sorted(
+            hook.name for hook in self.hooks.get_hookcallers(module) or []
+        )
+        try:
+            staged = self._call_hooks(module, info)
+        except Exception as exc:
+            self.hooks.unregister(module)
+            return self._fail(info, f"{type(exc).__name__} in hook: {exc}")
+        for reg in staged:  # duplicates first, so a plugin is wholly in or wholly out
+            other = self._registry[reg.kind].get(reg.name)
+            if other is not None:
+                self.hooks.unregister(module)
+                return self._fail(
+                    info,
+                    f"duplicate {reg.kind} {reg.name!r}: registered by {other.provenance()} "
+                    f"and by {reg.provenance()}",
+                )
+        for reg in staged:
+            self._registry[reg.kind][reg.name] = reg
+            info.registered[reg.kind].append(reg.name)
+        return info
+
+    def _call_hooks(self, module: object, info: PluginInfo) -> list[Registration]:
+        """Call this plugin's hooks alone, collecting what it registers."""
+        staged: list[Registration] = []
+        others = [p for p in self.hooks.get_plugins() if p is not module]
+        for hook_name in info.hooks:
+            kind = HOOK_KINDS[hook_name]
+            caller = self.hooks.subset_hook_caller(hook_name, remove_plugins=others)
+            if kind == "command":
+                group = click.Group()
+                caller(cli=group)
+                for cmd_name, command in group.commands.items():
+                    staged.append(self._registration(kind, cmd_name, command, None, info))
+                continue
+
+            def register(name: str, factory: Callable, config_class: type | None = None,
+                         _kind: str = kind) -> None:
+                _check_registration(_kind, name, factory, config_class)
+                staged.append(self._registration(_kind, name, factory, config_class, info))
+
+            caller(register=register)
+        names = [(r.kind, r.name) for r in staged]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            kind, name = sorted(dupes)[0]
+            raise PluginError(f"registers {kind} {name!r} twice")
+        return staged
+
+    @staticmethod
+    def _registration(kind, name, factory, config_class, info: PluginInfo) -> Registration:
+        return Registration(kind, name, factory, config_class, info.name, info.distribution,
+                            info.version)
+
+    def _fail(self, info: PluginInfo, error: str) -> PluginInfo:
+        info.status, info.error = "broken", error.splitlines()[0] if error else error
+        info.hooks = []
+        log.warning("plugin %s skipped: %s", info.name, info.error)
+        if self.strict:
+            raise PluginError(f"plugin {info.name}: {info.error}")
+        return info
+
+
+def _check_registration(kind: str, name: Any, factory: Any, config_class: Any) -> None:
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
+        raise PluginError(f"{kind} name must be a non-empty identifier, got {name!r}")
+    if not callable(factory):
+        raise PluginError(f"{kind} {name!r}: factory is not callable")
+    if config_class is not None and not dataclasses.is_dataclass(config_class):
+        raise PluginError(f"{kind} {name!r}: config_class must be a dataclass")
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
+def _entry_points() -> list[importlib.metadata.EntryPoint]:
+    """Entry points of group seqkit, seqkit's own first, each name once (first on sys.path wins)."""
+    seen: dict[str, importlib.metadata.EntryPoint] = {}
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        seen.setdefault(ep.name, ep)
+
+    def order(ep: importlib.metadata.EntryPoint) -> tuple[bool, str]:
+        dist = ep.dist.metadata["Name"] if ep.dist is not None else ""
+        return (dist != CORE_DISTRIBUTION, ep.name)
+
+    return sorted(seen.values(), key=order)
+
+
+def make_plugin_manager(
+    *,
+    disable: Iterable[str] = (),
+    strict: bool | None = None,
+    entry_points: bool = True,
+    plugins: Iterable[tuple[str, object]] = (),
+) -> PluginManager:
+    """A fresh PluginManager: entry-point plugins (unless ``entry_points=False``) and then the
+    given ``(name, module)`` pairs. ``disable`` adds to SEQKIT_DISABLE_PLUGINS; ``strict`` defaults
+    to SEQKIT_STRICT_PLUGINS."""
+    manager = PluginManager(strict=_env_flag("SEQKIT_STRICT_PLUGINS") if strict is None else strict)
+    disabled = set(_env_list("SEQKIT_DISABLE_PLUGINS")) | set(disable)
+    for ep in _entry_points() if entry_points else []:
+        if ep.name in disabled:
+            manager.plugins[ep.name] = _disabled(ep.name, ep.dist)
+            continue
+        try:
+            module = ep.load()
+        except Exception as exc:
+            info = PluginInfo(ep.name, *_dist_fields(ep.dist))
+            manager.plugins[ep.name] = info
+            manager._fail(info, f"cannot import {ep.value!r}: {type(exc).__name__}: {exc}")
+            continue
+        manager.load(ep.name, module, ep.dist)
+    for name, module in plugins:
+        if name in disabled:
+            manager.plugins[name] = _disabled(name, None)
+        else:
+            manager.load(name, module)
+    return manager
+
+
+def _dist_fields(dist: Any) -> tuple[str | None, str | None]:
+    return (dist.metadata["Name"], dist.version) if dist is not None else (None, None)
+
+
+def _disabled(name: str, dist: Any) -> PluginInfo:
+    return PluginInfo(name, *_dist_fields(dist), status="disabled")

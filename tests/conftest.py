@@ -1,0 +1,68 @@
+"""Shared fixtures: fake third-party plugin distributions, installed without pip."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import textwrap
+
+import pytest
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def install_plugin(tmp_path, monkeypatch):
+    """install_plugin(source, dist="fake-plugin", version="1.2.3", name=None) -> entry-point name.
+
+    Writes a module holding ``source`` and a ``*.dist-info`` folder whose entry_points.txt names it
+    in group ``seqkit``, on a fresh sys.path entry: exactly what pip would leave behind.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    modules = []
+
+    def install(source: str, dist: str = "fake-plugin", version: str = "1.2.3",
+                name: str | None = None) -> str:
+        module = f"seqkit_fake_{next(_counter)}"
+        name = name or module
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(exist_ok=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        entry_points = info / "entry_points.txt"
+        lines = entry_points.read_text() if entry_points.exists() else "[seqkit]\n"
+        entry_points.write_text(lines + f"{name} = {module}\n")
+        modules.append(module)
+        return name
+
+    yield install
+    for module in modules:
+        sys.modules.pop(module, None)
+
+
+ENCODER_PLUGIN = """
+from dataclasses import dataclass
+from seqkit import hookimpl
+
+@dataclass
+class ToyConfig:
+    layers: int = 2
+    kind: str = "plain"
+
+def build(config, d_model):
+    return ("toy", config, d_model)
+
+@hookimpl
+def register_encoders(register):
+    register("toy", build, ToyConfig)
+"""
+
+
+@pytest.fixture
+def toy_encoder_plugin(install_plugin) -> str:
+    """A third-party plugin registering encoder 'toy' with options layers and kind."""
+    return install_plugin(ENCODER_PLUGIN, dist="seqkit-toy", version="0.4.0")
+

@@ -1,0 +1,223 @@
+"""Strict TOML config: key paths, file:line, did-you-mean, types, overrides, plugin options."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from seqkit import ConfigError
+from seqkit.config import RunConfig, config_to_toml, load_config, locate
+from seqkit.plugins import make_plugin_manager
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@pytest.fixture
+def manager(toy_encoder_plugin):
+    return make_plugin_manager()
+
+
+def write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def error_of(*args, **kwargs) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_fill_an_empty_file(tmp_path, manager):
+    config = load_config(write(tmp_path, ""), manager=manager)
+    assert config == RunConfig()
+    assert config.train.lr == 1e-3 and config.model.encoder is None
+
+
+def test_plugin_component_options_are_validated_against_its_dataclass(tmp_path, manager):
+    path = write(tmp_path, """
+        [model]
+        d_model = 64
+        [model.encoder]
+        name = "toy"
+        layers = 3
+    """)
+    config = load_config(path, manager=manager)
+    assert config.model.encoder.name == "toy"
+    assert config.model.encoder.options.layers == 3
+    assert config.model.encoder.options.kind == "plain"
+
+
+def test_unknown_key_names_full_path_line_and_suggestion(tmp_path, manager):
+    path = write(tmp_path, """
+        seed = 1
+
+        [model.encoder]
+        name = "toy"
+        layerz = 3
+    """)
+    assert error_of(path, manager=manager) == (
+        f"{path}:5: model.encoder.layerz: unknown key; did you mean 'layers'?")
+
+
+def test_unknown_top_level_and_core_keys(tmp_path, manager):
+    assert "seeed: unknown key; did you mean 'seed'?" in error_of(
+        write(tmp_path, "seeed = 1\n"), manager=manager)
+    message = error_of(write(tmp_path, "[train]\nsteps = 2\nbogus = 1\n"), manager=manager)
+    assert message.endswith("run.toml:3: train.bogus: unknown key; valid keys: accumulate, "
+                            "batch_tokens, clip_norm, compile, eval_every, label_smoothing, lr, "
+                            "schedule, steps, warmup_steps, weight_decay")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seed = 'x'", "seed: expected integer, got string 'x'"),
+        ("seed = true", "seed: expected integer, got boolean True"),
+        ("[train]\nlr = 'fast'", "train.lr: expected float, got string 'fast'"),
+        ("[train]\ncompile = 1", "train.compile: expected boolean, got integer 1"),
+        ("train = 3", "train: expected table, got integer 3"),
+        ("[train]\nschedule = 'cosin'",
+         "train.schedule: expected one of 'inverse_sqrt', 'cosine', 'constant', got 'cosin'; "
+         "did you mean 'cosine'?"),
+        ("[model.encoder]\nname = 'toy'\nlayers = 2.5", "model.encoder.layers: expected integer, "
+         "got float 2.5"),
+        ("[model]\nd_model = -1", "model.d_model: must be positive, got -1"),
+        ("[train]\nlabel_smoothing = 1.5", "train.label_smoothing: must be in [0, 1), got 1.5"),
+    ],
+)
+def test_wrong_types_and_values_name_key_expected_and_given(tmp_path, manager, text, expected):
+    assert expected in error_of(write(tmp_path, text), manager=manager)
+
+
+def test_unknown_component_lists_available_names(tmp_path, manager):
+    message = error_of(write(tmp_path, "[model.encoder]\nname = 'tay'\n"), manager=manager)
+    assert message.endswith("run.toml:2: model.encoder.name: unknown encoder 'tay'; "
+                            "available: toy; did you mean 'toy'?")
+    message = error_of(write(tmp_path, "[model.encoder]\nlayers = 2\n"), manager=manager)
+    assert "model.encoder.name: missing encoder name; available: toy" in message
+
+
+def test_invalid_toml_names_file_and_line(tmp_path, manager):
+    message = error_of(write(tmp_path, "seed = 1\n[train\n"), manager=manager)
+    assert message.startswith(f"{tmp_path / 'run.toml'}:2: invalid TOML")
+
+
+def test_missing_file_is_a_config_error(tmp_path, manager):
+    assert "no such config file" in error_of(tmp_path / "absent.toml", manager=manager)
+
+
+def test_overrides_parse_values_as_toml_and_bare_words_as_strings(tmp_path, manager):
+    path = write(tmp_path, "[model.encoder]\nname = 'toy'\n")
+    config = load_config(path, ["train.lr=0.5", "model.encoder.kind=fancy",
+                                "model.encoder.layers=7", "seed=42", "train.compile=true"],
+                         manager=manager)
+    assert config.train.lr == 0.5 and config.seed == 42 and config.train.compile is True
+    assert config.model.encoder.options.kind == "fancy"
+    assert config.model.encoder.options.layers == 7
+
+
+def test_override_errors_say_they_come_from_set(tmp_path, manager):
+    path = write(tmp_path, "")
+    assert error_of(path, ["train.lrr=1"], manager=manager) == (
+        "--set train.lrr: unknown key; did you mean 'lr'?")
+    assert "expected KEY.PATH=VALUE" in error_of(path, ["train.lr"], manager=manager)
+    assert "seed is not a table" in error_of(path, ["seed=1", "seed.x=2"], manager=manager)
+
+
+def test_options_of_another_component_are_rejected(tmp_path, install_plugin, toy_encoder_plugin):
+    install_plugin("""
+        from dataclasses import dataclass
+        from seqkit import hookimpl
+
+        @dataclass
+        class Other:
+            width: int = 1
+
+        @hookimpl
+        def register_encoders(register):
+            register("other", lambda config, d_model: None, Other)
+    """)
+    manager = make_plugin_manager()
+    path = write(tmp_path, "[model.encoder]\nname = 'other'\nwidth = 4\n")
+    assert load_config(path, manager=manager).model.encoder.options.width == 4
+    assert error_of(path, ["model.encoder.name=toy"], manager=manager) == (
+        f"{path}:3: model.encoder.width: unknown key; valid keys: kind, layers")
+
+
+def test_show_round_trips(tmp_path, manager):
+    path = write(tmp_path, """
+        seed = 5
+        [model.encoder]
+        name = "toy"
+        layers = 4
+        [train]
+        lr = 0.01
+    """)
+    config = load_config(path, manager=manager)
+    text = config_to_toml(config)
+    assert 'name = "toy"' in text and "layers = 4" in text and "batch_tokens = 4096" in text
+    assert load_config(tomllib.loads(text), manager=manager) == config
+
+
+def test_locate_finds_keys_in_tables_dotted_keys_and_quoted_keys():
+    text = '[model]\nd_model = 1\nencoder.name = "x"\n\n[train]\n"lr" = 2\n'
+    assert locate(text, ("model", "d_model")) == 2
+    assert locate(text, ("model", "encoder", "name")) == 3
+    assert locate(text, ("train", "lr")) == 6
+    assert locate(text, ("train", "missing")) == 5
+    assert locate(text, ("nothing",)) is None
+
+
+# -- fuzz: any TOML document is a valid config or a ConfigError, never anything else -------------
+
+KEYS = ["seed", "backend", "precision", "task", "model", "train", "encoder", "decoder", "name",
+        "toy", "layers", "kind", "d_model", "pool", "lr", "steps", "schedule", "x", ""]
+scalars = st.one_of(
+    st.integers(min_value=-(2**63), max_value=2**63 - 1), st.floats(allow_nan=True),
+    st.booleans(), st.text(max_size=8), st.sampled_from(["toy", "mean", "cosine", "auto", "fp32"]),
+)
+values = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.sampled_from(KEYS), children, max_size=4),
+    ),
+    max_leaves=12,
+)
+documents = st.dictionaries(st.sampled_from(KEYS), values, max_size=5)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=documents)
+def test_fuzz_documents_give_a_config_or_a_config_error(manager, document):
+    try:
+        config = load_config(document, manager=manager)
+    except ConfigError as exc:
+        assert str(exc) and "\n" not in str(exc)
+    else:
+        assert isinstance(config, RunConfig)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=60), key=st.sampled_from(["seed", "train.lr", "model.encoder.name",
+                                                        "model.encoder.layers", "a.b"]))
+def test_fuzz_override_values_and_raw_text(tmp_path, manager, text, key):
+    path = tmp_path / "fuzz.toml"
+    path.write_text(text, encoding="utf-8")
+    for args in ((path,), (tmp_path / "empty.toml", [f"{key}={text}"])):
+        (tmp_path / "empty.toml").write_text("")
+        try:
+            load_config(*args, manager=manager)
+        except ConfigError:
+            pass
