@@ -113,6 +113,40 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
                 click.echo(f"  {kind}: {', '.join(info[kind])}")
 
 
+@plugins.command("check")
+@click.argument("name", required=False)
+@click.option("-v", "--verbose", is_flag=True, help="Also list the checks that passed.")
+@click.pass_context
+def plugins_check(ctx: click.Context, name: str | None, verbose: bool) -> None:
+    """Run the conformance suite on the encoders and decoders of plugin NAME (all plugins when
+    NAME is left out), each paired with every registered counterpart. Exit status 0 only when
+    every check passes."""
+    from seqkit.testing import conformance_checks, run_check
+
+    manager = plugin_manager(ctx)
+    if name is not None and name not in manager.plugins:
+        raise SeqkitError(f"no plugin named {name!r}; installed: {', '.join(manager.plugins)}")
+    if name is not None and manager.plugins[name].status != "ok":
+        info = manager.plugins[name]
+        raise SeqkitError(f"plugin {name} is {info.status}" + (f": {info.error}" if info.error else ""))
+    checks = list(conformance_checks(manager, name))
+    if not checks:
+        raise SeqkitError(f"plugin {name or '(any)'} registers no encoder or decoder to check")
+    counts = {"passed": 0, "failed": 0, "unsupported": 0}
+    with click.progressbar(checks, label="conformance", file=sys.stderr,
+                           item_show_func=lambda c: c and f"{c.subject}: {c.name}") as bar:
+        outcomes = [run_check(check) for check in bar]
+    for outcome in outcomes:
+        counts[outcome.status] += 1
+        if outcome.status != "passed" or verbose:
+            detail = f": {outcome.detail}" if outcome.detail else ""
+            click.echo(f"{outcome.status.upper():11} {outcome.check.subject}: {outcome.check.name}{detail}")
+    click.echo(f"{counts['passed']} passed, {counts['failed']} failed, "
+               f"{counts['unsupported']} unsupported")
+    if counts["failed"]:
+        ctx.exit(1)
+
+
 # -- seqkit backends ------------------------------------------------------------------------------
 
 
@@ -162,10 +196,13 @@ def config() -> None:
 @set_option
 @click.pass_context
 def config_check(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> None:
-    """Validate FILE: unknown keys, wrong types and unknown plugin names are errors."""
+    """Validate FILE: unknown keys, wrong types, unknown plugin names and options a plugin
+    rejects are errors."""
     from seqkit.config import load_config
+    from seqkit.model import check_components
 
-    load_config(file, overrides, manager=plugin_manager(ctx))
+    manager = plugin_manager(ctx)
+    check_components(load_config(file, overrides, manager=manager).model, manager)
     click.echo(f"{file}: ok")
 
 

@@ -1,8 +1,9 @@
 """The contracts between seqkit's core and its plugins.
 
 Shapes: B batch, S source length, T target length, D ``d_model``. Masks are bool with True on
-real positions and False on padding. Encoders and decoders see embedded sequences (B, T, D): token
-embedding, feature projection and the output head belong to the core's model composition.
+real positions and False on padding; padding is on the right (a row's real positions come
+first). Encoders and decoders see embedded sequences (B, T, D): token embedding, feature
+projection and the output head belong to the core's model composition.
 
 A decoder cache is a dict of tensors (nested dicts, lists and tuples allowed) whose every tensor
 has the batch as dimension 0, so the core can reorder it for beam search, or drop finished rows,
@@ -82,7 +83,10 @@ class Decoder(nn.Module, abc.ABC):
     ``(hidden, None)``. For step-by-step decoding, ``init_cache(enc, batch_size, max_len)`` makes a
     cache (cross-attention keys/values of the memory are computed there, once per source), then
     ``forward(y_new, enc, cache)`` takes only the new positions and returns ``(hidden_new, cache)``.
-    Running a sequence in pieces through the cache equals running it whole.
+    Running a sequence in pieces through the cache equals running it whole. ``max_len`` bounds the
+    target length (a decoder may preallocate with it, or ignore it). With a cache, ``enc`` is the
+    encoder output the cache was made from (row-selected like the cache after a reorder); a decoder
+    may read the memory from it or keep what it needs in the cache.
 
     ``enc`` is None for a decoder-only language model; a decoder that cannot run without an
     encoder raises ``ValueError`` from its factory or forward.

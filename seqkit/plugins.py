@@ -88,6 +88,14 @@ class PluginManager:
         self.plugins: dict[str, PluginInfo] = {}
         self._registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
 
+    @classmethod
+    def from_registrations(cls, registrations: Iterable[Registration]) -> PluginManager:
+        """A manager holding just these registrations (for tests and the conformance suite)."""
+        manager = cls()
+        for reg in registrations:
+            manager._registry[reg.kind][reg.name] = reg
+        return manager
+
     # -- lookups --------------------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from seqkit_backends.peak_flops import lookup_peak_flops
 
 from seqkit import BackendUnavailableError, hookimpl
 from seqkit.backends import backends, get_backend, resolve_precision
 from seqkit.interfaces import Backend
 from seqkit.plugins import make_plugin_manager
+from seqkit_backends.peak_flops import lookup_peak_flops
 
 
 def test_cpu_backend_is_available_and_reports_itself():

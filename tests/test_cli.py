@@ -84,9 +84,9 @@ def test_backends(run):
     assert rows["cuda"]["distributed_backend"] == "nccl"
 
 
-def test_config_check_and_show(run, tmp_path, toy_encoder_plugin):
+def test_config_check_and_show(run, tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('seed = 7\n[model.encoder]\nname = "toy"\n')
+    path.write_text('seed = 7\n[model.encoder]\nname = "gru"\n')
     result = run("config", "check", str(path))
     assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
     result = run("config", "show", str(path), "--set", "model.encoder.layers=9")
@@ -136,3 +136,10 @@ def test_plugin_commands_join_the_cli(run, install_plugin):
     assert "greet" in run("--help").stdout
     result = run("config", "--help")
     assert "Validate and show" in result.stdout  # the built-in wins a clash
+
+
+def test_config_check_runs_the_component_factories(run, tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[model]\nd_model = 64\n[model.encoder]\nname = "transformer"\nheads = 5\n')
+    assert_one_line_error(run("config", "check", str(path)),
+                          "model.encoder.heads: 5 does not divide d_model 64")

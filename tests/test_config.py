@@ -21,7 +21,10 @@ else:  # pragma: no cover
 
 @pytest.fixture
 def manager(toy_encoder_plugin):
-    return make_plugin_manager()
+    """The toy encoder and nothing else that registers encoders, whatever else is installed."""
+    others = [n for n, p in make_plugin_manager().plugins.items()
+              if p.registered["encoder"] and n != toy_encoder_plugin]
+    return make_plugin_manager(disable=others)
 
 
 def write(tmp_path, text, name="run.toml"):

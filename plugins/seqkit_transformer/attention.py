@@ -1,0 +1,114 @@
+"""Multi-head attention: self-attention with a fused QKV projection (optionally writing into a
+key/value cache) and cross-attention over an encoder's memory.
+
+Both use ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels where the device has
+them); cross-attention switches to an explicit softmax only when its weights are asked for.
+"""
+
+import math
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def attention_with_weights(
+    q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout_p: float
+) -> tuple[Tensor, Tensor]:
+    """softmax(q kᵀ / √hs) v spelled out, returning the probabilities too.
+
+    q: (B, nh, T, hs); k, v: (B, nh, S, hs); mask broadcastable to (B, nh, T, S), True = attend.
+    Returns the output (B, nh, T, hs) and the weights (B, nh, T, S) before dropout.
+    """
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, S)
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    att = F.softmax(att, dim=-1)
+    y = F.dropout(att, p=dropout_p) @ v  # (B, nh, T, hs)
+    return y, att
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, config, d_model: int):
+        super().__init__()
+        self.heads = config.heads
+        self.d_model = d_model
+        self.attention_dropout = config.attention_dropout
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=config.bias)  # q, k, v of all heads at once
+        self.proj = nn.Linear(d_model, d_model, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        mask: Tensor | None = None,
+        is_causal: bool = False,
+        cache: dict[str, Tensor] | None = None,
+        length: int = 0,
+    ) -> Tensor:
+        """x: (B, T, D); mask broadcastable to (B, nh, T, keys), True = attend.
+
+        With ``cache`` ({"k", "v"}: (B, nh, max_len, hs)) the new keys and values are written at
+        positions ``length .. length+T`` and the queries attend to everything up to there.
+        """
+        B, T, C = x.size()
+        hs = C // self.heads
+        q, k, v = self.qkv(x).split(self.d_model, dim=2)
+        q = q.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
+        if cache is not None:
+            # In place into the preallocated buffers: no reallocation or copy of the past per
+            # step. Measured against a growing cache (torch.cat) on a 2-core CPU, d_model 256,
+            # 4 layers, 256 steps: equal at B=1 (4.4 ms/step), 16.1 vs 18.5 ms/step at B=32.
+            cache["k"][:, :, length : length + T] = k
+            cache["v"][:, :, length : length + T] = v
+            k = cache["k"][:, :, : length + T]  # (B, nh, length+T, hs)
+            v = cache["v"][:, :, : length + T]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=is_causal,
+            dropout_p=self.attention_dropout if self.training else 0.0,
+        )  # (B, nh, T, hs)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
+        return self.resid_dropout(self.proj(y))
+
+
+class CrossAttention(nn.Module):
+    """Queries from the decoder, keys and values from the memory; ``memory_kv`` is separate so that
+    incremental decoding computes the memory's keys and values once, in ``init_cache``."""
+
+    def __init__(self, config, d_model: int):
+        super().__init__()
+        self.heads = config.heads
+        self.d_model = d_model
+        self.attention_dropout = config.attention_dropout
+        self.q = nn.Linear(d_model, d_model, bias=config.bias)
+        self.kv = nn.Linear(d_model, 2 * d_model, bias=config.bias)  # k, v of the memory, fused
+        self.proj = nn.Linear(d_model, d_model, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """memory (B, S, D) -> keys and values, each (B, nh, S, hs)."""
+        B, S, C = memory.size()
+        k, v = self.kv(memory).split(self.d_model, dim=2)
+        k = k.view(B, S, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, S, hs)
+        v = v.view(B, S, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, S, hs)
+        return k, v
+
+    def forward(
+        self, x: Tensor, k: Tensor, v: Tensor, memory_mask: Tensor, need_weights: bool = False
+    ) -> tuple[Tensor, Tensor | None]:
+        """x: (B, T, D); k, v: (B, nh, S, hs); memory_mask: (B, S) bool, True = real.
+
+        Returns the output (B, T, D) and, with ``need_weights``, the weights (B, nh, T, S).
+        """
+        B, T, C = x.size()
+        q = self.q(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
+        mask = memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        dropout_p = self.attention_dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            y, weights = attention_with_weights(q, k, v, mask, dropout_p)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, D)
+        return self.resid_dropout(self.proj(y)), weights

@@ -1,0 +1,164 @@
+"""The Transformer decoder: causal self-attention, cross-attention over an encoder's memory
+(skipped when there is no encoder: a decoder-only language model), and a key/value cache for
+incremental decoding.
+
+Cache layout (every tensor batch-first, so ``seqkit.interfaces.reorder_cache`` works unchanged)::
+
+    {"length": int,                           # positions decoded so far
+     "memory_mask": (B, S) bool,              # only with an encoder
+     "layers": [{"k": (B, nh, max_len, hs),   # self-attention keys/values, preallocated,
+                 "v": (B, nh, max_len, hs),   #   positions < length are valid
+                 "memory_k": (B, nh, S, hs),  # cross-attention keys/values of the memory,
+                 "memory_v": (B, nh, S, hs)}, #   computed once in init_cache (encoder only)
+                ...one per layer]}
+"""
+
+import torch
+from torch import Tensor, nn
+
+from seqkit.interfaces import Cache, Decoder, EncoderOutput
+from seqkit_transformer.config import TransformerDecoderConfig, check_config
+from seqkit_transformer.layers import DecoderLayer
+from seqkit_transformer.positions import make_positions
+
+
+def chunk_causal_mask(length: int, T: int, device: torch.device) -> Tensor:
+    """(T, length+T) bool: the new position i (absolute length+i) sees keys 0 .. length+i.
+
+    SDPA's ``is_causal`` aligns the triangle top-left, which is only right when length == 0.
+    """
+    keys = torch.arange(length + T, device=device)
+    queries = torch.arange(length, length + T, device=device)
+    return keys[None, :] <= queries[:, None]
+
+
+class TransformerDecoder(Decoder):
+    """``TransformerDecoder(config, d_model)`` is the registered factory; it validates the config.
+
+    With ``record_attention`` set, ``attention_weights`` holds the cross-attention weights of the
+    last layer, averaged over heads, of the last forward: (B, T, S), zero on padded sources. (The
+    last layer, as fairseq does for alignments: it is the one closest to the output.)
+    """
+
+    def __init__(self, config: TransformerDecoderConfig, d_model: int):
+        super().__init__()
+        check_config(config, d_model)
+        self.config = config
+        self.d_model = d_model
+        self.heads = config.heads
+        self.positions = make_positions(config.positions, d_model, config.max_positions)
+        self.dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(DecoderLayer(config, d_model) for _ in range(config.layers))
+        self.ln_f = nn.LayerNorm(d_model) if config.norm == "pre" else None
+        self.record_attention = False
+        self.attention_weights = None
+
+    def forward(
+        self, y: Tensor, enc: EncoderOutput | None, cache: Cache | None = None
+    ) -> tuple[Tensor, Cache | None]:
+        """y: (B, T, D) the whole target (no cache) or only the new positions (with a cache).
+
+        With a cache, the memory comes from the cache (its keys and values were computed by
+        init_cache); ``enc`` is not read again.
+        """
+        if cache is None:
+            return self._forward_full(y, enc), None
+        return self._forward_cached(y, cache)
+
+    def _forward_full(self, y: Tensor, enc: EncoderOutput | None) -> Tensor:
+        self._check_encoder(enc)
+        x = self.dropout(self.positions(y))  # (B, T, D)
+        weights = None
+        for i, layer in enumerate(self.layers):
+            memory = None
+            if enc is not None:
+                memory = (*layer.cross.memory_kv(enc.memory), enc.mask)
+            # is_causal without an explicit mask lets SDPA pick the flash kernel on CUDA
+            x, weights = layer(
+                x, self_mask=None, is_causal=True, memory=memory,
+                need_weights=self._need_weights(i),
+            )
+        self._keep_weights(weights)
+        return self.ln_f(x) if self.ln_f is not None else x
+
+    def _forward_cached(self, y: Tensor, cache: Cache) -> tuple[Tensor, Cache]:
+        T = y.size(1)
+        length = cache["length"]
+        first_k = cache["layers"][0]["k"]
+        if length + T > first_k.size(2):
+            raise ValueError(
+                f"the cache holds {first_k.size(2)} positions; {length} used, {T} more given"
+            )
+        # The buffers are written in place, so the cache passed in and the one returned share
+        # them. The usual loop (forward, reorder_cache -> fresh copies, forward, ...) is safe, and
+        # the old cache's own positions (< length) are never rewritten; but advancing the SAME
+        # cache twice would overwrite what the first continuation wrote. Each buffer remembers how
+        # far it has been written; writing below that is refused rather than silently corrupting.
+        written = getattr(first_k, "seqkit_written", 0)
+        if written > length:
+            raise RuntimeError(
+                f"this cache (length {length}) was already advanced to {written} by an earlier "
+                "forward that shares its buffers; to branch, copy it first with "
+                "decoder.reorder_cache(cache, torch.arange(batch_size))"
+            )
+        first_k.seqkit_written = length + T
+
+        x = self.dropout(self.positions(y, offset=length))  # (B, T, D)
+        # one new position sees every cached key: no mask; a chunk needs the shifted triangle
+        self_mask = None if T == 1 else chunk_causal_mask(length, T, y.device)  # (T, length+T)
+        weights = None
+        for i, (layer, layer_cache) in enumerate(zip(self.layers, cache["layers"], strict=True)):
+            memory = None
+            if "memory_mask" in cache:
+                memory = (layer_cache["memory_k"], layer_cache["memory_v"], cache["memory_mask"])
+            x, weights = layer(
+                x, self_mask=self_mask, is_causal=False, memory=memory,
+                cache=layer_cache, length=length, need_weights=self._need_weights(i),
+            )
+        self._keep_weights(weights)
+        x = self.ln_f(x) if self.ln_f is not None else x
+        return x, {**cache, "length": length + T}
+
+    @torch.no_grad()
+    def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
+        """Preallocated self-attention buffers for ``max_len`` positions, and the memory's
+        cross-attention keys/values, computed here once for the whole decode.
+
+        The cache is for inference: forward writes its buffers in place, which autograd cannot
+        backpropagate through (training uses the full pass).
+        """
+        self._check_encoder(enc)
+        if max_len > self.config.max_positions:
+            raise ValueError(
+                f"max_len {max_len} exceeds max_positions {self.config.max_positions}"
+            )
+        if enc is not None and enc.memory.size(0) != batch_size:
+            raise ValueError(
+                f"batch_size {batch_size} but the memory has {enc.memory.size(0)} rows"
+            )
+        weight = self.layers[0].ln_1.weight  # device and dtype of the model
+        shape = (batch_size, self.heads, max_len, self.d_model // self.heads)
+        layers = []
+        for layer in self.layers:
+            layer_cache = {"k": weight.new_zeros(shape), "v": weight.new_zeros(shape)}
+            if enc is not None:
+                layer_cache["memory_k"], layer_cache["memory_v"] = layer.cross.memory_kv(enc.memory)
+            layers.append(layer_cache)
+        cache = {"length": 0, "layers": layers}
+        if enc is not None:
+            cache["memory_mask"] = enc.mask
+        return cache
+
+    def _check_encoder(self, enc: EncoderOutput | None) -> None:
+        if enc is not None and not self.config.cross_attention:
+            raise ValueError(
+                "built with cross_attention = false, this decoder cannot attend to an encoder"
+            )
+
+    def _need_weights(self, layer_index: int) -> bool:
+        return self.record_attention and layer_index == len(self.layers) - 1
+
+    def _keep_weights(self, weights: Tensor | None) -> None:
+        """Store the last layer's cross-attention weights (None without a memory)."""
+        if self.record_attention:
+            self.attention_weights = weights.mean(dim=1) if weights is not None else None

@@ -1,0 +1,215 @@
+"""Model composition: embeddings in, a registered encoder and/or decoder, an output head out.
+
+Four shapes of model, chosen by the task's ``model_kind``:
+  seq2seq         source embedding (or feature projection) -> encoder -> decoder -> vocabulary head
+  language_model  target embedding -> decoder (enc=None) -> vocabulary head
+  classifier      source embedding (or projection) -> encoder -> pooling -> class head
+  regressor       source embedding (or projection) -> encoder -> pooling -> linear head
+Embeddings live here, not in architectures, so any encoder composes with any decoder.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from seqkit.config import Component, ModelConfig
+from seqkit.errors import ConfigError
+from seqkit.interfaces import MODEL_KINDS, Cache, Decoder, Encoder, EncoderOutput
+from seqkit.plugins import PluginManager
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """What the data decides: vocabulary sizes, feature width, number of outputs."""
+
+    kind: str
+    source_vocab: int | None = None  # token sources; None with source_features
+    source_features: int | None = None  # float feature sources (B, S, F)
+    target_vocab: int | None = None  # seq2seq and language models
+    num_outputs: int | None = None  # classes of a classifier, values of a regressor
+    pad_id: int = 0
+
+
+class TokenEmbedding(nn.Module):
+    """Token ids (B, T) -> vectors (B, T, D), scaled by sqrt(D) so they start at unit variance."""
+
+    def __init__(self, vocab: int, d_model: int, pad_id: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(vocab, d_model) * d_model**-0.5)
+        self.scale = math.sqrt(d_model)
+        self.pad_id = pad_id
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return nn.functional.embedding(tokens, self.weight) * self.scale
+
+
+class FeatureProjection(nn.Module):
+    """Float feature sequences (B, S, F) -> vectors (B, S, D)."""
+
+    def __init__(self, features: int, d_model: int):
+        super().__init__()
+        self.proj = nn.Linear(features, d_model)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.proj(features)
+
+
+class SeqModel(nn.Module):
+    """The composed model. ``encode`` and ``decode`` are the pieces generation uses;
+    ``forward`` runs the whole model for training: logits (B, T, V) or (B, outputs)."""
+
+    def __init__(self, shape: ModelShape, config: ModelConfig, encoder: Encoder | None,
+                 decoder: Decoder | None):
+        super().__init__()
+        self.shape, self.kind, d = shape, shape.kind, config.d_model
+        self.encoder, self.decoder = encoder, decoder
+        self.pool = config.pool
+        self.dropout = nn.Dropout(config.embedding_dropout)
+        self.source_embedding: nn.Module | None = None
+        self.target_embedding: TokenEmbedding | None = None
+        if encoder is not None:
+            self.source_embedding = (
+                FeatureProjection(shape.source_features, d) if shape.source_features
+                else TokenEmbedding(shape.source_vocab, d, shape.pad_id)
+            )
+        if decoder is not None:
+            if config.share_embeddings and isinstance(self.source_embedding, TokenEmbedding):
+                self.target_embedding = self.source_embedding
+            else:
+                self.target_embedding = TokenEmbedding(shape.target_vocab, d, shape.pad_id)
+            self.head = nn.Linear(d, shape.target_vocab, bias=False)
+            if config.tie_embeddings:
+                self.head.weight = self.target_embedding.weight
+        else:
+            self.head = nn.Linear(d, shape.num_outputs)
+
+    # -- pieces --------------------------------------------------------------------------------
+
+    def encode(self, source: Tensor, mask: Tensor) -> EncoderOutput:
+        """source (B, S) token ids or (B, S, F) features; mask (B, S) bool, True on real."""
+        return self.encoder(self.dropout(self.source_embedding(source)), mask)
+
+    def decode(self, target: Tensor, enc: EncoderOutput | None,
+               cache: Cache | None = None) -> tuple[Tensor, Cache | None]:
+        """target (B, T) token ids -> logits (B, T, V) and the updated cache."""
+        hidden, cache = self.decoder(self.dropout(self.target_embedding(target)), enc, cache)
+        return self.head(hidden), cache
+
+    def pooled(self, enc: EncoderOutput) -> Tensor:
+        """One vector per sequence (B, D) from the memory's real positions."""
+        memory, mask = enc.memory, enc.mask
+        if self.pool == "first":
+            return memory[:, 0]
+        if self.pool == "last":
+            last = mask.long().sum(1).clamp(min=1) - 1  # (B,)
+            return memory[torch.arange(memory.size(0), device=memory.device), last]
+        weights = mask.unsqueeze(-1).to(memory.dtype)  # (B, S, 1)
+        return (memory * weights).sum(1) / weights.sum(1).clamp(min=1)
+
+    # -- whole model ---------------------------------------------------------------------------
+
+    def forward(self, source: Tensor | None = None, source_mask: Tensor | None = None,
+                target: Tensor | None = None) -> Tensor:
+        if self.kind == "language_model":
+            return self.decode(target, None)[0]
+        enc = self.encode(source, source_mask)
+        if self.kind == "seq2seq":
+            return self.decode(target, enc)[0]
+        return self.head(self.pooled(enc))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters, tied weights counted once."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+# -- building from config -----------------------------------------------------------------------
+
+_NEEDS = {  # kind -> (needs encoder, needs decoder)
+    "seq2seq": (True, True),
+    "language_model": (False, True),
+    "classifier": (True, False),
+    "regressor": (True, False),
+}
+
+
+def build_model(config: ModelConfig, shape: ModelShape, manager: PluginManager) -> SeqModel:
+    """The model described by ``[model]`` for data of ``shape``; errors name the key path."""
+    if shape.kind not in MODEL_KINDS:
+        raise ConfigError(f"unknown model kind {shape.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    needs_encoder, needs_decoder = _NEEDS[shape.kind]
+    for part, needed, component in (("encoder", needs_encoder, config.encoder),
+                                    ("decoder", needs_decoder, config.decoder)):
+        if needed and component is None:
+            article = "an" if part == "encoder" else "a"
+            raise ConfigError(f"model.{part}: a {shape.kind} model needs {article} {part}; "
+                              f"available: {', '.join(manager.names(part)) or 'none'}")
+        if not needed and component is not None:
+            raise ConfigError(f"model.{part}: a {shape.kind} model has no {part}")
+    if config.share_embeddings and (shape.source_features or shape.source_vocab != shape.target_vocab):
+        raise ConfigError("model.share_embeddings: needs token sources and targets of one vocabulary")
+    encoder = _build_part("encoder", config.encoder, config.d_model, manager, Encoder)
+    decoder = _build_part("decoder", config.decoder, config.d_model, manager, Decoder)
+    model = SeqModel(shape, config, encoder, decoder)
+    _dry_run(model, shape)
+    return model
+
+
+def check_components(config: ModelConfig, manager: PluginManager) -> None:
+    """Run the encoder and decoder factories once, so that options a plugin rejects only when it
+    builds (heads not dividing d_model, ...) are reported by `seqkit config check` too."""
+    _build_part("encoder", config.encoder, config.d_model, manager, Encoder)
+    _build_part("decoder", config.decoder, config.d_model, manager, Decoder)
+
+
+def _build_part(part: str, component: Component | None, d_model: int, manager: PluginManager,
+                expected: type) -> nn.Module | None:
+    if component is None:
+        return None
+    registration = manager.get(part, component.name)
+    try:
+        module = registration.factory(component.options, d_model)
+    except ConfigError as exc:
+        key = f"model.{part}.{exc.key}" if exc.key else f"model.{part}"
+        message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
+        raise ConfigError(f"{key}: {message}") from None
+    except ValueError as exc:
+        raise ConfigError(f"model.{part}: {component.name}: {exc}") from None
+    if not isinstance(module, expected):
+        raise ConfigError(f"model.{part}: plugin {registration.plugin} built a "
+                          f"{type(module).__name__}, not a seqkit {expected.__name__}")
+    return module
+
+
+@torch.no_grad()
+def _dry_run(model: SeqModel, shape: ModelShape) -> None:
+    """Run two positions through the model once, so that parts which cannot work together (a
+    bridge with no recurrent state to take, mismatched sizes) fail now, naming the config key."""
+    was_training = model.training
+    model.eval()
+    try:
+        source = mask = target = None
+        if model.encoder is not None:
+            source = (torch.zeros(1, 2, shape.source_features) if shape.source_features
+                      else torch.full((1, 2), shape.pad_id + 1 if shape.source_vocab > 1 else 0))
+            mask = torch.ones(1, 2, dtype=torch.bool)
+            try:
+                enc = model.encode(source, mask)
+            except (ValueError, RuntimeError) as exc:
+                raise ConfigError(f"model.encoder: {_first_line(exc)}") from None
+        if model.decoder is not None:
+            target = torch.zeros(1, 2, dtype=torch.long)
+            try:
+                model.decode(target, enc if model.encoder is not None else None)
+            except (ValueError, RuntimeError) as exc:
+                raise ConfigError(f"model.decoder: {_first_line(exc)}") from None
+    finally:
+        model.train(was_training)
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
