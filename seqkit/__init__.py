@@ -14,6 +14,7 @@ import pluggy
 from seqkit.errors import (
     BackendUnavailableError,
     ConfigError,
+    DataError,
     PluginError,
     RegistryError,
     SeqkitError,
@@ -40,6 +41,7 @@ _LAZY = {
 __all__ = [
     "BackendUnavailableError",
     "ConfigError",
+    "DataError",
     "PluginError",
     "RegistryError",
     "SeqkitError",

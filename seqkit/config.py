@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import tomli_w
 
-from seqkit.convert import KeyPathError, convert_dataclass, did_you_mean, to_toml_data
+from seqkit.convert import BASE_DIR, KeyPathError, convert_dataclass, did_you_mean, to_toml_data
 from seqkit.errors import ConfigError, RegistryError
 from seqkit.plugins import PluginManager, make_plugin_manager
 
@@ -62,28 +62,52 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
-    """[train]: optimisation and evaluation."""
+class DataConfig:
+    """[data]: batching and length limits, for every task."""
 
-    steps: int = 1000
-    batch_tokens: int = 4096  # token budget per batch, like fairseq's --max-tokens
-    lr: float = 1e-3
-    schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt"
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    clip_norm: float = 1.0  # 0 disables clipping
-    accumulate: int = 1  # batches per optimizer step
-    label_smoothing: float = 0.0
-    eval_every: int = 200
-    compile: bool = False
+    batch_tokens: int = 4096  # token budget per batch (padding included), like fairseq's --max-tokens
+    max_source_len: int = 256  # tokens (or feature vectors) of a source
+    max_target_len: int = 256  # tokens of a target, bos and eos included
+    too_long: Literal["drop", "truncate"] = "drop"  # what happens to longer examples (counted)
 
     def __post_init__(self):
-        for name in ("steps", "batch_tokens", "accumulate", "eval_every"):
+        for name in ("batch_tokens", "max_source_len", "max_target_len"):
             if getattr(self, name) < 1:
                 raise _invalid(name, f"must be at least 1, got {getattr(self, name)}")
-        for name in ("lr", "warmup_steps", "weight_decay", "clip_norm"):
+
+
+@dataclass
+class TrainConfig:
+    """[train]: optimisation, evaluation and checkpoints."""
+
+    steps: int = 1000  # optimizer steps
+    lr: float = 1e-3  # peak learning rate
+    schedule: Literal["inverse_sqrt", "cosine", "constant"] = "inverse_sqrt"
+    warmup_steps: int = 100  # linear warm-up from 0 to lr
+    min_lr: float = 0.0  # where cosine ends
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0  # gradient-norm clipping; 0 disables it
+    accumulate: int = 1  # batches per optimizer step
+    label_smoothing: float = 0.0
+    eval_every: int = 200  # steps between evaluations (and checkpoints)
+    eval_examples: int = 0  # valid examples decoded for generation metrics; 0 = all
+    best_metric: str = "loss"  # the metric that picks the best checkpoint and early stopping
+    patience: int = 0  # evaluations without improvement before stopping; 0 = never stop early
+    keep_last: int = 2  # checkpoints kept besides the best
+    log_every: int = 50  # steps between lines in metrics.jsonl
+    compile: bool = False  # torch.compile the model
+
+    def __post_init__(self):
+        for name in ("steps", "accumulate", "eval_every", "log_every", "keep_last"):
+            if getattr(self, name) < 1:
+                raise _invalid(name, f"must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "warmup_steps", "min_lr", "weight_decay", "clip_norm", "eval_examples",
+                     "patience"):
             if getattr(self, name) < 0:
                 raise _invalid(name, f"must not be negative, got {getattr(self, name)}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise _invalid("betas", f"must be in [0, 1), got {list(self.betas)}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise _invalid("label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
 
@@ -94,6 +118,7 @@ class RunConfig:
 
     task: Component | None = component("task")
     model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
     backend: str = "auto"  # a registered backend name, or auto
@@ -114,18 +139,21 @@ def load_config(
 ) -> RunConfig:
     """A validated RunConfig from a TOML file path (or an already parsed dict), after applying
     ``overrides`` of the form ``a.b.c=VALUE`` (VALUE parsed as TOML, else taken as a string)."""
-    text, origin = None, None
+    text, origin, base = None, None, None
     if isinstance(source, dict):
         data = _deep_copy(source)
     else:
-        origin = str(source)
+        origin, base = str(source), Path(source).parent
         text, data = read_toml(Path(source))
     set_paths = apply_overrides(data, overrides)
     manager = manager or make_plugin_manager()
+    token = BASE_DIR.set(base)
     try:
         return convert_dataclass(data, RunConfig, (), _component_resolver(manager))
     except KeyPathError as exc:
         raise ConfigError(_where(exc.path, origin, text, set_paths) + str(exc)) from None
+    finally:
+        BASE_DIR.reset(token)
 
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:

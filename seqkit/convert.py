@@ -1,21 +1,26 @@
 """Strict conversion of TOML values into typed dataclasses, and back.
 
-Supported field types: bool, int, float (an integer is accepted), str, typing.Literal, Optional and
-unions of those, list[X], tuple[X, ...], dict[str, X], nested dataclasses, Any. Unknown keys, wrong
-types and missing required keys raise ``KeyPathError`` naming the key path; the config module adds
-file and line.
+Supported field types: bool, int, float (an integer is accepted), str, pathlib.Path (a string,
+relative paths taken from ``BASE_DIR``: the config file's folder), typing.Literal, Optional and
+unions of those, list[X], tuple[X, ...], tuple[X, Y], dict[str, X], nested dataclasses, Any.
+Unknown keys, wrong types and missing required keys raise ``KeyPathError`` naming the key path; the
+config module adds file and line.
 """
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import difflib
 import functools
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, Union
 
 MISSING = dataclasses.MISSING
+BASE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("BASE_DIR", default=None)
+"""Relative paths in a config are relative to this folder (the config file's) while converting."""
 
 
 class KeyPathError(Exception):
@@ -53,12 +58,15 @@ def type_name(tp: Any) -> str:
     if origin in (Union, types.UnionType):
         return " or ".join(type_name(a) for a in args if a is not type(None))
     if origin in (list, tuple):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return f"array of {len(args)} ({', '.join(type_name(a) for a in args)})"
         return f"array of {type_name(args[0])}" if args else "array"
     if origin is dict:
         return "table"
     if dataclasses.is_dataclass(tp):
         return "table"
-    return {bool: "boolean", int: "integer", float: "float", str: "string"}.get(tp, str(tp))
+    return {bool: "boolean", int: "integer", float: "float", str: "string", Path: "path (string)"}.get(
+        tp, str(tp))
 
 
 @functools.cache
@@ -111,6 +119,11 @@ def convert(value: Any, tp: Any, path: tuple = (), resolver: Resolver | None = N
     if origin in (list, tuple):
         if not isinstance(value, list):
             raise _wrong_type(path, tp, value)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # fixed length: tuple[X, Y]
+            if len(value) != len(args):
+                raise KeyPathError(path, f"expected {type_name(tp)}, got {len(value)} values")
+            return tuple(convert(v, t, (*path, i), resolver)
+                         for i, (v, t) in enumerate(zip(value, args, strict=True)))
         item_type = args[0] if args else Any
         items = [convert(item, item_type, (*path, i), resolver) for i, item in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -137,6 +150,10 @@ def convert_scalar(value: Any, tp: Any, path: tuple) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
+    elif tp is Path:
+        if isinstance(value, str) and value and "\x00" not in value:
+            base = BASE_DIR.get()
+            return Path(value) if base is None or Path(value).is_absolute() else base / value
     else:
         raise KeyPathError(path, f"unsupported field type {tp!r} in a config dataclass")
     raise _wrong_type(path, tp, value)
@@ -191,4 +208,6 @@ def to_toml_data(value: Any) -> Any:
         return {k: to_toml_data(v) for k, v in value.items() if v is not None}
     if isinstance(value, (list, tuple)):
         return [to_toml_data(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     return value

@@ -30,5 +30,9 @@ class RegistryError(SeqkitError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class DataError(SeqkitError):
+    """A data file is missing, empty or malformed; the message names file:line."""
+
+
 class BackendUnavailableError(SeqkitError):
     """A device backend was asked for that cannot run here."""

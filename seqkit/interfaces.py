@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -148,33 +148,111 @@ def iter_tensors(value: Any) -> Iterator[Tensor]:
 MODEL_KINDS = ("seq2seq", "language_model", "classifier", "regressor")
 """How the core composes a model for a task (see :class:`Task`)."""
 
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+"""Ids of the special tokens in every token vocabulary: padding, begin and end of sequence, unknown."""
+SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+
 
 @dataclass
 class Example:
-    """One raw example. ``source`` is text or a float sequence (a list of feature vectors);
-    ``target`` is text, a label or a float value; a language model has ``source=None``."""
+    """One raw example. ``source`` is text or a float sequence (a list of feature vectors), None
+    for a language model; ``target`` is text, a class label (str) or a list of float values.
+    ``where`` names its origin ("data/train.tsv:12") for error messages."""
 
     source: Any
     target: Any
+    where: str = ""
+
+
+@dataclass
+class EncodedExample:
+    """One example as tensors.
+
+    source: (S,) int64 token ids without bos/eos, or (S, F) float32 features; None for a language model
+    target: (T,) int64 ids framed as [bos, ..., eos] for seq2seq and language models;
+            () int64 class index for a classifier; (outputs,) float32 values for a regressor
+    """
+
+    source: Tensor | None
+    target: Tensor
+
+
+@dataclass
+class Batch:
+    """Examples collated right-padded with PAD (features with zeros).
+
+    source:      (B, S) int64 or (B, S, F) float32; None for a language model
+    source_mask: (B, S) bool, True on real positions; None for a language model
+    target:      (B, T) int64 padded with PAD; (B,) int64 classes; (B, outputs) float32 values
+    indices:     (B,) int64 positions of the examples in their split, to match predictions back
+    """
+
+    source: Tensor | None
+    source_mask: Tensor | None
+    target: Tensor
+    indices: Tensor
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(*(map_tensors(lambda t: t.to(device, non_blocking=True), value)
+                       for value in (self.source, self.source_mask, self.target, self.indices)))
+
+    def __len__(self) -> int:
+        return self.target.size(0)
 
 
 class Task(abc.ABC):
-    """Where the data of one kind of problem comes from and how results are scored.
+    """Where the data of one kind of problem comes from, how it becomes tensors and back, and how
+    results are scored. Built by its factory from the ``[task]`` table.
 
     ``model_kind`` tells the core what to build: ``seq2seq`` (encoder + decoder + output head),
     ``language_model`` (decoder only), ``classifier`` (encoder + pooling + class head) or
     ``regressor`` (encoder + pooling + linear head).
+
+    Life cycle: ``fit(examples("train"))`` learns what depends on the training data (tokenizers,
+    label set) once per run; ``state_dict()`` is saved with the model (JSON-serialisable) and
+    ``load_state_dict()`` restores it at load, instead of ``fit``. Then ``encode``/``decode``.
     """
 
     model_kind: ClassVar[str]
 
     @abc.abstractmethod
     def examples(self, split: str) -> Iterator[Example]:
-        """The examples of ``split`` ("train", "valid", "test"), read lazily."""
+        """The examples of ``split`` ("train", "valid", "test"), read lazily; a DataError names
+        file:line of a malformed one."""
+
+    @abc.abstractmethod
+    def fit(self, train: Iterable[Example]) -> None:
+        """Learn vocabularies / label sets from the training examples."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict[str, Any]:
+        """What ``fit`` learned, JSON-serialisable (a tokenizer as its JSON string, ...)."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict`` returned."""
+
+    @abc.abstractmethod
+    def model_shape(self) -> Any:
+        """A :class:`seqkit.model.ModelShape`: vocabulary sizes, feature width, outputs."""
+
+    @abc.abstractmethod
+    def encode(self, example: Example) -> EncodedExample:
+        """Tensors of one example, at full length (the core applies length limits)."""
+
+    @abc.abstractmethod
+    def decode(self, output: Tensor) -> Any:
+        """A model output back to the target's raw form: token ids (T,) without bos/eos -> text;
+        a class index () -> label; values (outputs,) -> list of floats."""
+
+    def encode_source(self, source: Any) -> Tensor:
+        """The source tensor alone (generation from user input); unknown tokens become UNK."""
+        return self.encode(Example(source, None)).source
 
     @abc.abstractmethod
     def metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
-        """Task metrics of decoded predictions against references (BLEU, accuracy, ...)."""
+        """Task metrics of decoded predictions against raw references (exact match as a
+        fraction, BLEU and chrF through sacrebleu, accuracy, mean squared error, ...)."""
 
 
 # -- device backends ----------------------------------------------------------------------------

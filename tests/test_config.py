@@ -78,8 +78,9 @@ def test_unknown_top_level_and_core_keys(tmp_path, manager):
         write(tmp_path, "seeed = 1\n"), manager=manager)
     message = error_of(write(tmp_path, "[train]\nsteps = 2\nbogus = 1\n"), manager=manager)
     assert message.endswith("run.toml:3: train.bogus: unknown key; valid keys: accumulate, "
-                            "batch_tokens, clip_norm, compile, eval_every, label_smoothing, lr, "
-                            "schedule, steps, warmup_steps, weight_decay")
+                            "best_metric, betas, clip_norm, compile, eval_every, eval_examples, "
+                            "keep_last, label_smoothing, log_every, lr, min_lr, patience, schedule, "
+                            "steps, warmup_steps, weight_decay")
 
 
 @pytest.mark.parametrize(
@@ -170,6 +171,7 @@ def test_show_round_trips(tmp_path, manager):
     config = load_config(path, manager=manager)
     text = config_to_toml(config)
     assert 'name = "toy"' in text and "layers = 4" in text and "batch_tokens = 4096" in text
+    assert "betas = [" in text
     assert load_config(tomllib.loads(text), manager=manager) == config
 
 
