@@ -29,6 +29,8 @@ hookimpl = pluggy.HookimplMarker("seqkit")
 _LAZY = {
     "make_plugin_manager": "seqkit.plugins",
     "load_config": "seqkit.config",
+    "train": "seqkit.api",
+    "load": "seqkit.api",
     "get_backend": "seqkit.backends",
     "Encoder": "seqkit.interfaces",
     "Decoder": "seqkit.interfaces",
@@ -60,6 +62,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from seqkit.api import load as load
+    from seqkit.api import train as train
     from seqkit.backends import get_backend as get_backend
     from seqkit.config import load_config as load_config
     from seqkit.interfaces import Backend as Backend

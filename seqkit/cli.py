@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 import seqkit
+from seqkit.cli_run import COMMANDS
 from seqkit.errors import SeqkitError
 
 log = logging.getLogger("seqkit")
@@ -216,6 +217,10 @@ def config_show(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> No
 
     resolved = load_config(file, overrides, manager=plugin_manager(ctx))
     click.echo(config_to_toml(resolved).rstrip("\n"))
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -34,5 +34,9 @@ class DataError(SeqkitError):
     """A data file is missing, empty or malformed; the message names file:line."""
 
 
+class CheckpointError(SeqkitError):
+    """A checkpoint is missing, corrupt, too new, or needs a plugin that is not installed."""
+
+
 class BackendUnavailableError(SeqkitError):
     """A device backend was asked for that cannot run here."""

@@ -170,11 +170,12 @@ class EncodedExample:
 
     source: (S,) int64 token ids without bos/eos, or (S, F) float32 features; None for a language model
     target: (T,) int64 ids framed as [bos, ..., eos] for seq2seq and language models;
-            () int64 class index for a classifier; (outputs,) float32 values for a regressor
+            () int64 class index for a classifier; (outputs,) float32 values for a regressor;
+            None when the example has no target (inference)
     """
 
     source: Tensor | None
-    target: Tensor
+    target: Tensor | None
 
 
 @dataclass
@@ -219,6 +220,10 @@ class Task(abc.ABC):
     def examples(self, split: str) -> Iterator[Example]:
         """The examples of ``split`` ("train", "valid", "test"), read lazily; a DataError names
         file:line of a malformed one."""
+
+    def splits(self) -> list[str]:
+        """The splits this task has data for (a file configured, a size above 0)."""
+        return ["train", "valid", "test"]
 
     @abc.abstractmethod
     def fit(self, train: Iterable[Example]) -> None:

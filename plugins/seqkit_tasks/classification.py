@@ -1,0 +1,130 @@
+"""``classification``: one label per text, from TSV (text<TAB>label) or JSON Lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from seqkit.errors import DataError
+from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.model import ModelShape
+from seqkit.readers import read_jsonl, read_tsv
+from seqkit.tokenizer import Tokenizer
+from seqkit_tasks.common import (
+    check_vocab_size,
+    configured_splits,
+    require,
+    split_path,
+    text_of,
+    token_tensor,
+    train_tokenizer,
+)
+
+
+@dataclass
+class ClassificationConfig:
+    """[task] name = "classification"."""
+
+    train: Path | None = None  # training texts with labels; the label set is learned from them
+    valid: Path | None = None  # labelled texts for validation loss and accuracy
+    test: Path | None = None  # labelled texts for the final evaluation
+    format: Literal["tsv", "jsonl"] = "tsv"  # text<TAB>label lines, or one object per line
+    text_key: str = "text"  # jsonl: the key of the text
+    label_key: str = "label"  # jsonl: the key of the label (a string or number)
+    tokenizer: Literal["char", "word", "bpe"] = "word"
+    vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
+    lowercase: bool = False  # lowercase text before tokenizing
+
+    def __post_init__(self):
+        check_vocab_size(self)
+
+
+class ClassificationTask(Task):
+    """Labels are strings (numbers in JSON Lines are read as their text), indexed in sorted order."""
+
+    model_kind = "classifier"
+
+    def __init__(self, config: ClassificationConfig):
+        self.config = config
+        self.tokenizer: Tokenizer | None = None
+        self.labels: list[str] = []
+        self._index: dict[str, int] = {}
+
+    def splits(self) -> list[str]:
+        return configured_splits(self.config)
+
+    def examples(self, split: str) -> Iterator[Example]:
+        path = split_path(self.config, split)
+        if self.config.format == "jsonl":
+            return read_jsonl(path, self.config.text_key, self.config.label_key)
+        return read_tsv(path)
+
+    def fit(self, train: Iterable[Example]) -> None:
+        texts, labels = [], set()
+        for example in train:
+            texts.append(text_of(example.source, example.where, "text"))
+            labels.add(_label(example))
+        if len(labels) < 2:
+            raise DataError(f"task.train: a classifier needs at least 2 labels, found {sorted(labels)}")
+        self.tokenizer = train_tokenizer(self.config, texts)
+        self._set_labels(sorted(labels))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer": require(self.tokenizer, "classification").to_json(), "labels": list(self.labels)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokenizer = Tokenizer.from_json(state["tokenizer"])
+        self._set_labels([str(label) for label in state["labels"]])
+
+    def model_shape(self) -> ModelShape:
+        return ModelShape("classifier", source_vocab=require(self.tokenizer, "classification").vocab_size,
+                          num_outputs=len(self.labels), pad_id=PAD)
+
+    def encode(self, example: Example) -> EncodedExample:
+        tokenizer = require(self.tokenizer, "classification")
+        source = token_tensor(tokenizer.encode(text_of(example.source, example.where, "text")))
+        target = None
+        if example.target is not None:
+            label = _label(example)
+            if label not in self._index:
+                raise DataError(f"{example.where or '<input>'}: unknown label {label!r}; the training "
+                                f"labels are {', '.join(map(repr, self.labels))}")
+            target = torch.tensor(self._index[label], dtype=torch.long)
+        return EncodedExample(source, target)
+
+    def decode(self, output: Tensor | int) -> str:
+        """A class index (a () tensor or an int) -> its label."""
+        return self.labels[int(output)]
+
+    def metrics(self, predictions: list[str], references: list[Any]) -> dict[str, float]:
+        if len(predictions) != len(references):
+            raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+        if not references:
+            return {}
+        correct = sum(str(p) == _text_label(r) for p, r in zip(predictions, references, strict=True))
+        return {"accuracy": correct / len(references)}
+
+    def _set_labels(self, labels: list[str]) -> None:
+        self.labels = labels
+        self._index = {label: i for i, label in enumerate(labels)}
+
+
+def _label(example: Example) -> str:
+    if isinstance(example.target, (dict, list)) or example.target is None:
+        raise DataError(f"{example.where or '<input>'}: a label must be a string or a number, "
+                        f"got {example.target!r}")
+    return _text_label(example.target)
+
+
+def _text_label(value: Any) -> str:
+    """JSON numbers as labels: 1 and 1.0 both mean "1"; TSV labels are stripped of spaces."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()

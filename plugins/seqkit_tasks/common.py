@@ -1,0 +1,121 @@
+"""What the built-in tasks share: split files, text checks, target framing, generation metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+import torch
+from torch import Tensor
+
+from seqkit.errors import ConfigError, DataError
+from seqkit.interfaces import BOS, EOS, PAD
+from seqkit.tokenizer import Tokenizer
+
+SPLITS = ("train", "valid", "test")
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+def check_at_least(config: Any, minimum: int, *names: str) -> None:
+    """ConfigError naming the key when one of the integer options ``names`` is below ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            raise ConfigError(f"must be at least {minimum}, got {value}", key=name)
+
+
+def check_vocab_size(config: Any) -> None:
+    if config.vocab_size <= 4:
+        raise ConfigError(f"must exceed the 4 special tokens, got {config.vocab_size}", key="vocab_size")
+
+
+# -- splits -------------------------------------------------------------------------------------
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+
+
+def split_path(config: Any, split: str) -> Path:
+    """The file (or file prefix) configured for ``split``; DataError when there is none."""
+    check_split(split)
+    path = getattr(config, split)
+    if path is None:
+        raise DataError(f"task.{split}: no file configured")
+    return path
+
+
+def configured_splits(config: Any) -> list[str]:
+    """The splits with a file in the config, in the order train, valid, test."""
+    return [split for split in SPLITS if getattr(config, split) is not None]
+
+
+# -- examples -----------------------------------------------------------------------------------
+
+
+def text_of(value: Any, where: str, what: str) -> str:
+    """``value`` if it is text, else a DataError naming where it comes from."""
+    if not isinstance(value, str):
+        raise DataError(f"{where or '<input>'}: {what} must be text, got {type(value).__name__} {value!r}")
+    return value
+
+
+def token_tensor(ids: list[int]) -> Tensor:
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def framed(ids: list[int]) -> Tensor:
+    """A target sequence as the decoder learns it: [bos, ...ids, eos]."""
+    return torch.tensor([BOS, *ids, EOS], dtype=torch.long)
+
+
+def output_ids(output: Tensor | Iterable[int]) -> list[int]:
+    """Token ids of a generated sequence, up to its first eos, without bos and padding."""
+    ids = output.tolist() if isinstance(output, Tensor) else [int(i) for i in output]
+    if EOS in ids:
+        ids = ids[:ids.index(EOS)]
+    return [i for i in ids if i not in (PAD, BOS)]
+
+
+def train_tokenizer(config: Any, texts: Iterable[str]) -> Tokenizer:
+    """A tokenizer of the kind, size and case the task's config asks for."""
+    return Tokenizer.train(config.tokenizer, texts, config.vocab_size, lowercase=config.lowercase)
+
+
+def require(tokenizer: Tokenizer | None, task: str) -> Tokenizer:
+    if tokenizer is None:
+        raise RuntimeError(f"{task}: call fit() or load_state_dict() before encoding or decoding")
+    return tokenizer
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+
+def exact_match(predictions: list[Any], references: list[Any]) -> float:
+    """The fraction of predictions equal to their reference."""
+    _check_lengths(predictions, references)
+    if not references:
+        return 0.0
+    return sum(p == r for p, r in zip(predictions, references, strict=True)) / len(references)
+
+
+def generation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
+    """Exact match (a fraction), and corpus-level BLEU and chrF (0-100) through sacrebleu."""
+    _check_lengths(predictions, references)
+    if not references:
+        return {}
+    return {
+        "exact_match": exact_match(predictions, references),
+        "bleu": sacrebleu.corpus_bleu(predictions, [references]).score,
+        "chrf": sacrebleu.corpus_chrf(predictions, [references]).score,
+    }
+
+
+def _check_lengths(predictions: list[Any], references: list[Any]) -> None:
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")

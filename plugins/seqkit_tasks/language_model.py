@@ -1,0 +1,90 @@
+"""``language_model``: learn to continue text, one sequence per line or per JSON object."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import Tensor
+
+from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.model import ModelShape
+from seqkit.readers import read_jsonl, read_lines
+from seqkit.tokenizer import Tokenizer
+from seqkit_tasks.common import (
+    check_vocab_size,
+    configured_splits,
+    framed,
+    output_ids,
+    require,
+    split_path,
+    text_of,
+    train_tokenizer,
+)
+
+
+@dataclass
+class LanguageModelConfig:
+    """[task] name = "language_model"."""
+
+    train: Path | None = None  # training text
+    valid: Path | None = None  # text for validation loss and perplexity
+    test: Path | None = None  # text for the final evaluation
+    format: Literal["text", "jsonl"] = "text"  # one sequence per non-blank line, or one per object
+    text_key: str = "text"  # jsonl: the key of the text
+    tokenizer: Literal["char", "word", "bpe"] = "bpe"
+    vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
+    lowercase: bool = False  # lowercase text before tokenizing
+
+    def __post_init__(self):
+        check_vocab_size(self)
+
+
+class LanguageModelTask(Task):
+    """Each example is a target sequence [bos, ..., eos] with no source; metrics are the core's
+    loss and perplexity."""
+
+    model_kind = "language_model"
+
+    def __init__(self, config: LanguageModelConfig):
+        self.config = config
+        self.tokenizer: Tokenizer | None = None
+
+    def splits(self) -> list[str]:
+        return configured_splits(self.config)
+
+    def examples(self, split: str) -> Iterator[Example]:
+        path = split_path(self.config, split)
+        if self.config.format == "jsonl":
+            return read_jsonl(path, None, self.config.text_key)
+        return read_lines(path)
+
+    def fit(self, train: Iterable[Example]) -> None:
+        self.tokenizer = train_tokenizer(self.config, (text_of(e.target, e.where, "text") for e in train))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer": require(self.tokenizer, "language_model").to_json()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tokenizer = Tokenizer.from_json(state["tokenizer"])
+
+    def model_shape(self) -> ModelShape:
+        return ModelShape("language_model", target_vocab=require(self.tokenizer, "language_model").vocab_size,
+                          pad_id=PAD)
+
+    def encode(self, example: Example) -> EncodedExample:
+        """A text becomes the target [bos, ..., eos]; the source is always None. (A prompt for
+        generation is a target prefix: ``tokenizer.encode(prompt)`` after BOS.)"""
+        tokenizer = require(self.tokenizer, "language_model")
+        target = None
+        if example.target is not None:
+            target = framed(tokenizer.encode(text_of(example.target, example.where, "text")))
+        return EncodedExample(None, target)
+
+    def decode(self, output: Tensor) -> str:
+        return require(self.tokenizer, "language_model").decode(output_ids(output))
+
+    def metrics(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        return {}

@@ -1,0 +1,169 @@
+"""``copy``, ``reverse``, ``sort``: synthetic seq2seq tasks over symbol sequences, no files.
+
+A source is a sequence of symbols written as space-separated numbers ("3 7 1"); the target is its
+copy ("3 7 1"), its reversal ("1 7 3") or its sorted form ("1 3 7"). Each split is drawn from its
+own random stream of ``seed``, so the data is the same on every run; test sequences are kept out
+of valid, and both out of train, for every length whose space of sequences is large enough
+(the held-out sequences are at most half of it).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from torch import Tensor
+
+from seqkit.errors import ConfigError, DataError
+from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.model import ModelShape
+from seqkit.tokenizer import Tokenizer
+from seqkit_tasks.common import (
+    SPLITS,
+    check_at_least,
+    check_split,
+    exact_match,
+    framed,
+    output_ids,
+    text_of,
+    token_tensor,
+)
+
+_ATTEMPTS = 100  # draws before a held-out sequence is accepted anyway (odds: 2**-100)
+
+
+@dataclass
+class SyntheticConfig:
+    """[task] name = "copy", "reverse" or "sort"."""
+
+    symbols: int = 10  # distinct symbols, written 0 .. symbols-1 (the vocabulary, besides specials)
+    min_len: int = 1  # shortest sequence
+    max_len: int = 10  # longest sequence (lengths are uniform in [min_len, max_len])
+    train_size: int = 10000  # sequences in the train split
+    valid_size: int = 500  # sequences in the valid split (0: no valid split)
+    test_size: int = 500  # sequences in the test split (0: no test split)
+    seed: int = 0  # the data's own seed, independent of the run's
+
+    def __post_init__(self):
+        check_at_least(self, 1, "symbols", "min_len")
+        check_at_least(self, 0, "train_size", "valid_size", "test_size")
+        if self.max_len < self.min_len:
+            raise ConfigError(f"must be at least min_len = {self.min_len}, got {self.max_len}", key="max_len")
+
+
+class SyntheticTask(Task):
+    """The shared machinery; a subclass names the task and defines ``transform``."""
+
+    model_kind = "seq2seq"
+    name: ClassVar[str]
+
+    def __init__(self, config: SyntheticConfig):
+        self.config = config
+        self.tokenizer = self._vocabulary()
+        self._held_out: dict[str, set[tuple[int, ...]]] = {}
+
+    @staticmethod
+    def transform(sequence: list[int]) -> list[int]:
+        raise NotImplementedError
+
+    def splits(self) -> list[str]:
+        return [split for split in SPLITS if getattr(self.config, f"{split}_size") > 0]
+
+    def examples(self, split: str) -> Iterator[Example]:
+        check_split(split)
+        if getattr(self.config, f"{split}_size") == 0:
+            raise DataError(f"task.{split}_size: 0, no {split} split")
+        return (Example(_text(sequence), _text(self.transform(sequence)), f"{self.name}.{split}:{i}")
+                for i, sequence in enumerate(self._sequences(split), start=1))
+
+    def fit(self, train: Iterable[Example]) -> None:
+        """The vocabulary is fixed by ``symbols``: nothing to learn, ``train`` is not read."""
+        self.tokenizer = self._vocabulary()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"tokenizer": self.tokenizer.to_json()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        tokenizer = Tokenizer.from_json(state["tokenizer"])
+        if tokenizer.vocab_size != self.tokenizer.vocab_size:
+            raise DataError(f"{self.name}: the saved vocabulary has {tokenizer.vocab_size} tokens, "
+                            f"symbols = {self.config.symbols} needs {self.tokenizer.vocab_size}")
+        self.tokenizer = tokenizer
+
+    def model_shape(self) -> ModelShape:
+        size = self.tokenizer.vocab_size
+        return ModelShape("seq2seq", source_vocab=size, target_vocab=size, pad_id=PAD)
+
+    def encode(self, example: Example) -> EncodedExample:
+        source = self.tokenizer.encode(text_of(example.source, example.where, "source"))
+        target = None
+        if example.target is not None:
+            target = framed(self.tokenizer.encode(text_of(example.target, example.where, "target")))
+        return EncodedExample(token_tensor(source), target)
+
+    def decode(self, output: Tensor) -> str:
+        return self.tokenizer.decode(output_ids(output))
+
+    def metrics(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        return {"exact_match": exact_match(predictions, references)} if references else {}
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def _vocabulary(self) -> Tokenizer:
+        return Tokenizer.from_tokens("word", [str(s) for s in range(self.config.symbols)])
+
+    def _sequences(self, split: str) -> Iterator[list[int]]:
+        config = self.config
+        excluded = self._excluded(split)
+        rng = np.random.default_rng([config.seed % 2**64, SPLITS.index(split)])
+        for _ in range(getattr(config, f"{split}_size")):
+            length = int(rng.integers(config.min_len, config.max_len + 1))
+            for _ in range(_ATTEMPTS):  # at least half of the sequences of this length are allowed
+                sequence = rng.integers(0, config.symbols, size=length).tolist()
+                if tuple(sequence) not in excluded:
+                    break
+            yield sequence
+
+    def _excluded(self, split: str) -> set[tuple[int, ...]]:
+        """The sequences of the later splits (test for valid, valid and test for train), except
+        those of a length where they hold more than half of the possible sequences (with 10
+        symbols, every length-1 sequence is likely in valid: train keeps them)."""
+        excluded: set[tuple[int, ...]] = set()
+        for other in SPLITS[SPLITS.index(split) + 1:]:
+            if other not in self._held_out:
+                self._held_out[other] = {tuple(s) for s in self._sequences(other)}
+            excluded |= self._held_out[other]
+        by_length = Counter(len(s) for s in excluded)
+        crowded = {n for n, count in by_length.items() if count > self.config.symbols ** n / 2}
+        return {s for s in excluded if len(s) not in crowded}
+
+
+class CopyTask(SyntheticTask):
+    name = "copy"
+
+    @staticmethod
+    def transform(sequence: list[int]) -> list[int]:
+        return list(sequence)
+
+
+class ReverseTask(SyntheticTask):
+    name = "reverse"
+
+    @staticmethod
+    def transform(sequence: list[int]) -> list[int]:
+        return sequence[::-1]
+
+
+class SortTask(SyntheticTask):
+    name = "sort"
+
+    @staticmethod
+    def transform(sequence: list[int]) -> list[int]:
+        return sorted(sequence)
+
+
+def _text(sequence: list[int]) -> str:
+    return " ".join(map(str, sequence))

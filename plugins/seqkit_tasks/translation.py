@@ -1,0 +1,123 @@
+"""``translation``: text to text (seq2seq), from TSV, JSON Lines or a pair of parallel files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from torch import Tensor
+
+from seqkit.errors import ConfigError
+from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.model import ModelShape
+from seqkit.readers import read_jsonl, read_parallel, read_tsv
+from seqkit.tokenizer import Tokenizer
+from seqkit_tasks.common import (
+    check_vocab_size,
+    configured_splits,
+    framed,
+    generation_metrics,
+    output_ids,
+    require,
+    split_path,
+    text_of,
+    token_tensor,
+    train_tokenizer,
+)
+
+
+@dataclass
+class TranslationConfig:
+    """[task] name = "translation"."""
+
+    train: Path | None = None  # training pairs; with format "parallel" a prefix: {prefix}.{lang}
+    valid: Path | None = None  # pairs for validation loss and metrics
+    test: Path | None = None  # pairs for the final evaluation
+    format: Literal["tsv", "jsonl", "parallel"] = "tsv"  # source<TAB>target lines, objects, two files
+    source_key: str = "source"  # jsonl: the key of the source text
+    target_key: str = "target"  # jsonl: the key of the target text
+    source_lang: str | None = None  # parallel: suffix of the source files ("de" for train.de)
+    target_lang: str | None = None  # parallel: suffix of the target files
+    tokenizer: Literal["char", "word", "bpe"] = "bpe"
+    vocab_size: int = 8000  # most tokens per vocabulary, special tokens included (bpe: merge target)
+    shared_vocab: bool = False  # one tokenizer trained on both sides (needed by share_embeddings)
+    lowercase: bool = False  # lowercase text before tokenizing (references too, when scoring)
+
+    def __post_init__(self):
+        check_vocab_size(self)
+        langs = {"source_lang": self.source_lang, "target_lang": self.target_lang}
+        for key, value in langs.items():
+            if self.format == "parallel" and not value:
+                raise ConfigError('format "parallel" needs the file suffix of each side', key=key)
+            if self.format != "parallel" and value is not None:
+                raise ConfigError(f'only used with format = "parallel", not "{self.format}"', key=key)
+
+
+class TranslationTask(Task):
+    """Pairs of texts; the source and target tokenizers are trained on the train split."""
+
+    model_kind = "seq2seq"
+
+    def __init__(self, config: TranslationConfig):
+        self.config = config
+        self.source_tokenizer: Tokenizer | None = None
+        self.target_tokenizer: Tokenizer | None = None
+
+    def splits(self) -> list[str]:
+        return configured_splits(self.config)
+
+    def examples(self, split: str) -> Iterator[Example]:
+        path, config = split_path(self.config, split), self.config
+        if config.format == "tsv":
+            return read_tsv(path)
+        if config.format == "jsonl":
+            return read_jsonl(path, config.source_key, config.target_key)
+        return read_parallel(path.with_name(f"{path.name}.{config.source_lang}"),
+                             path.with_name(f"{path.name}.{config.target_lang}"))
+
+    def fit(self, train: Iterable[Example]) -> None:
+        sources, targets = [], []
+        for example in train:
+            sources.append(text_of(example.source, example.where, "source"))
+            targets.append(text_of(example.target, example.where, "target"))
+        if self.config.shared_vocab:
+            self.source_tokenizer = self.target_tokenizer = train_tokenizer(self.config, sources + targets)
+        else:
+            self.source_tokenizer = train_tokenizer(self.config, sources)
+            self.target_tokenizer = train_tokenizer(self.config, targets)
+
+    def state_dict(self) -> dict[str, Any]:
+        source = require(self.source_tokenizer, "translation")
+        if self.config.shared_vocab:
+            return {"tokenizer": source.to_json()}
+        return {"source_tokenizer": source.to_json(), "target_tokenizer": self.target_tokenizer.to_json()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "tokenizer" in state:
+            self.source_tokenizer = self.target_tokenizer = Tokenizer.from_json(state["tokenizer"])
+        else:
+            self.source_tokenizer = Tokenizer.from_json(state["source_tokenizer"])
+            self.target_tokenizer = Tokenizer.from_json(state["target_tokenizer"])
+
+    def model_shape(self) -> ModelShape:
+        return ModelShape("seq2seq", source_vocab=require(self.source_tokenizer, "translation").vocab_size,
+                          target_vocab=self.target_tokenizer.vocab_size, pad_id=PAD)
+
+    def encode(self, example: Example) -> EncodedExample:
+        source = require(self.source_tokenizer, "translation").encode(
+            text_of(example.source, example.where, "source"))
+        target = None
+        if example.target is not None:
+            target = framed(self.target_tokenizer.encode(text_of(example.target, example.where, "target")))
+        return EncodedExample(token_tensor(source), target)
+
+    def decode(self, output: Tensor) -> str:
+        return require(self.target_tokenizer, "translation").decode(output_ids(output))
+
+    def metrics(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        """exact_match, bleu, chrf; references are normalized as the target tokenizer sees text
+        (lowercased with ``lowercase``, single spaces with the word tokenizer)."""
+        normalize = require(self.target_tokenizer, "translation").normalize
+        return generation_metrics(predictions, [normalize(r) for r in references])

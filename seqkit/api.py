@@ -1,0 +1,176 @@
+"""The Python API: ``seqkit.train`` runs a config, ``seqkit.load`` brings a trained model back.
+The CLI's run, train, eval and generate go through these same functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit import checkpoint as ckpt
+from seqkit.config import RunConfig, load_config
+from seqkit.data import encode_split
+from seqkit.errors import CheckpointError, ConfigError
+from seqkit.evaluate import evaluate
+from seqkit.interfaces import PAD, Task
+from seqkit.model import SeqModel, build_model
+from seqkit.plugins import PluginManager, make_plugin_manager
+from seqkit.run_folder import RunFolder
+from seqkit.trainer import Events, Trainer
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+def build_task(config: RunConfig, manager: PluginManager) -> Task:
+    if config.task is None:
+        raise ConfigError(f"task: missing [task] table; available tasks: {', '.join(manager.names('task'))}")
+    registration = manager.get("task", config.task.name)
+    try:
+        return registration.factory(config.task.options)
+    except ConfigError as exc:
+        key = f"task.{exc.key}" if exc.key else "task"
+        raise ConfigError(f"{key}: {str(exc).removeprefix(f'{exc.key}: ')}") from None
+
+
+def resolve_config(config: str | Path | dict | RunConfig, overrides: list[str] | tuple[str, ...],
+                   kwargs: dict[str, Any], manager: PluginManager) -> RunConfig:
+    """A RunConfig from a path, a dict or a RunConfig, with ``--set`` strings and keyword overrides
+    (``train__steps=100`` sets train.steps)."""
+    if isinstance(config, RunConfig):
+        if overrides or kwargs:
+            raise ConfigError("overrides need a config file or dict, not a RunConfig")
+        return config
+    sets = [*overrides, *(f"{key.replace('__', '.')}={_toml_value(value)}" for key, value in kwargs.items())]
+    return load_config(config, sets, manager=manager)
+
+
+def _toml_value(value: Any) -> str:
+    import tomli_w
+
+    return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+
+
+@dataclass
+class RunResult:
+    folder: Path
+    summary: dict[str, Any]
+    test: dict[str, float] = field(default_factory=dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = None,
+          overrides: list[str] | tuple[str, ...] = (), events: Events | None = None,
+          manager: PluginManager | None = None, test: bool = True, samples: int = 5,
+          **kwargs: Any) -> RunResult:
+    """Train (or resume, when ``out`` holds a checkpoint), then evaluate the best model on the test
+    split and decode a few samples. ``out`` defaults to runs/<config file name>."""
+    manager = manager or make_plugin_manager()
+    resolved = resolve_config(config, overrides, kwargs, manager)
+    if out is None:
+        stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
+        out = Path("runs") / stem
+    folder = RunFolder(Path(out))
+    task = build_task(resolved, manager)
+    latest = folder.latest_checkpoint()
+    if latest is not None:
+        task.load_state_dict(ckpt.load_tensors(latest)[1]["task_state"])
+    else:
+        task.fit(task.examples("train"))
+    trainer = Trainer(resolved, folder, task, manager, events)
+    if latest is not None:
+        trainer.resume(latest)
+    folder.write_config(resolved)
+    summary = trainer.train()
+    result = RunResult(folder.root, summary)
+    if test and "test" in task.splits():
+        model = load(folder.root, manager=manager)
+        result.test, result.samples = model.evaluate("test", samples=samples)
+    return result
+
+
+class Model:
+    """A trained model with its task: ``generate``, ``evaluate``. Safe to call repeatedly: inference
+    mode, no global state changed, nothing printed."""
+
+    def __init__(self, model: SeqModel, task: Task, config: RunConfig, path: Path, meta: dict[str, Any],
+                 manager: PluginManager):
+        self.model, self.task, self.config, self.path, self.meta = model, task, config, path, meta
+        self.manager = manager
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def generate(self, texts: list[str], max_len: int | None = None) -> list[str]:
+        """Greedy outputs for source texts (seq2seq); an empty source gives an empty output."""
+        from seqkit.generate import greedy
+
+        max_len = max_len or self.config.data.max_target_len
+        sources = [self.task.encode_source(text)[: self.config.data.max_source_len] for text in texts]
+        outputs = [""] * len(texts)
+        rows = [i for i, source in enumerate(sources) if source.size(0) > 0]
+        if rows:
+            source, mask = pad_sources([sources[i] for i in rows])
+            ids = greedy(self.model, source.to(self.device), mask.to(self.device), max_len)
+            for i, row in zip(rows, ids, strict=True):
+                outputs[i] = self.task.decode(torch.tensor(row, dtype=torch.long))
+        return outputs
+
+    def use_data(self, split: str, path: Path) -> None:
+        """Read ``split`` from ``path`` (a file in the task's format) from now on."""
+        options = self.config.task.options
+        names = {f.name for f in dataclasses.fields(options)} if dataclasses.is_dataclass(options) else set()
+        if split not in names:
+            raise ConfigError(f"task {self.config.task.name!r} has no file option {split!r} to replace")
+        self.config.task.options = dataclasses.replace(options, **{split: Path(path)})
+        state = self.task.state_dict()
+        self.task = build_task(self.config, self.manager)
+        self.task.load_state_dict(state)
+
+    def evaluate(self, split: str = "test", samples: int = 0) -> tuple[dict[str, float], list[dict]]:
+        """Metrics on a split of the task's data, and the first ``samples`` predictions."""
+        encoded = encode_split(self.task, split, self.config.data)
+        metrics, predictions = evaluate(self.model, self.task, encoded, device=self.device,
+                                        batch_tokens=self.config.data.batch_tokens,
+                                        max_len=self.config.data.max_target_len)
+        metrics = {**metrics, "examples": len(encoded), **{k: v for k, v in encoded.stats.items()
+                                                          if k in ("dropped", "truncated") and v}}
+        shown = [{"source": encoded.examples[i].source, "reference": encoded.examples[i].target,
+                  "prediction": p} for i, p in enumerate(predictions[:samples])]
+        return metrics, shown
+
+
+def pad_sources(sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded sources (B, S[, F]) and their mask (B, S)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    lengths = torch.tensor([s.size(0) for s in sources])
+    padding = 0.0 if sources[0].is_floating_point() else PAD
+    source = pad_sequence(sources, batch_first=True, padding_value=padding)
+    return source, torch.arange(source.size(1)) < lengths[:, None]
+
+
+def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
+         device: str | torch.device = "cpu") -> Model:
+    """A trained model from a run folder (its best checkpoint) or a checkpoint file."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        path = RunFolder(path).best if RunFolder(path).best.exists() else RunFolder(path).latest_checkpoint()
+        if path is None:
+            raise CheckpointError(f"{run_or_checkpoint}: no checkpoint in this run folder")
+    manager = manager or make_plugin_manager()
+    tensors, meta = ckpt.load_tensors(path)
+    ckpt.check_meta(meta, path, manager)
+    config = load_config(tomllib.loads(meta["config"]), manager=manager)
+    task = build_task(config, manager)
+    task.load_state_dict(meta["task_state"])
+    model = build_model(config.model, task.model_shape(), manager)
+    ckpt.load_weights(model, tensors, path)
+    return Model(model.to(device).eval(), task, config, path, meta, manager)

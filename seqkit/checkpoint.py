@@ -1,0 +1,162 @@
+"""Checkpoints: safetensors only (nothing is ever unpickled), written atomically.
+
+A model file holds the weights (tied weights stored once) and, in the safetensors header, a JSON
+document under the key ``seqkit``: format version, seqkit version, the resolved config as TOML,
+the task's state (tokenizers, labels) and the plugin, distribution and version behind each
+component. A trainer file beside it holds the optimizer moments, RNG state, step and data position.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+from torch import Tensor, nn
+
+from seqkit import __version__
+from seqkit.errors import CheckpointError
+
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # what safetensors itself accepts
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one:
+    a temporary file in the same folder, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_tensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    """Tensors plus a JSON document, as one safetensors file, atomically."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, save_bytes(tensors, metadata={"seqkit": json.dumps(meta)}))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The tensors and JSON document of a safetensors file, checked before anything large is
+    allocated: a header claiming an absurd size or a truncated file is a one-line error."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
+            header_len = int.from_bytes(head, "little")
+            if header_len > min(MAX_HEADER_BYTES, size - 8):
+                raise CheckpointError(f"{path}: corrupt safetensors header (claims {header_len} bytes, "
+                                      f"file has {size})")
+            header = json.loads(f.read(header_len))
+            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
+                      default=0)
+            if 8 + header_len + end != size:
+                raise CheckpointError(f"{path}: truncated or corrupt safetensors file "
+                                      f"(expected {8 + header_len + end} bytes, found {size})")
+            f.seek(0)
+            tensors = load_bytes(f.read())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
+    meta = json.loads((header.get("__metadata__") or {}).get("seqkit", "{}"))
+    return tensors, meta
+
+
+# -- models -------------------------------------------------------------------------------------
+
+
+def unique_state(model: nn.Module) -> dict[str, Tensor]:
+    """The state dict with each shared tensor (tied embeddings) under its first name only."""
+    seen, state = set(), {}
+    for name, tensor in model.state_dict().items():
+        ident = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
+        if tensor.numel() == 0 or ident not in seen:
+            seen.add(ident)
+            state[name] = tensor
+    return state
+
+
+def save_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
+    meta = {"format_version": FORMAT_VERSION, "seqkit_version": __version__, **meta}
+    save_tensors(path, unique_state(model), meta)
+
+
+def load_weights(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> None:
+    """Load weights saved by save_model; names left out as duplicates must be tied aliases."""
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    aliases = set(model.state_dict()) - set(unique_state(model))
+    if unexpected or set(missing) - aliases:
+        raise CheckpointError(f"{path}: weights do not fit this model (missing "
+                              f"{sorted(set(missing) - aliases)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+
+def check_meta(meta: dict[str, Any], path: Path, manager) -> None:
+    """Refuse a checkpoint from a newer format, or one whose components no installed plugin
+    registers; the error names the plugin, distribution and version it needs."""
+    version = meta.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path}: not a seqkit checkpoint (no format version)")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by seqkit {meta.get('seqkit_version')} in checkpoint format "
+                              f"{version}; this seqkit ({__version__}) reads format {FORMAT_VERSION} "
+                              "- upgrade seqkit")
+    for _kind, info in meta.get("components", {}).items():
+        if info["name"] not in manager.names(info["kind"]):
+            raise CheckpointError(
+                f"{path}: needs {info['kind']} {info['name']!r} from plugin {info['plugin']} "
+                f"({info['distribution']} {info['version']}), which is not installed"
+                f" or is broken; pip install {info['distribution']}=={info['version']}")
+
+
+# -- trainer state ------------------------------------------------------------------------------
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """An optimizer's state as flat tensors plus JSON (param groups, scalar entries)."""
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor],
+                      meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, tensor in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = tensor
+    for name, value in meta["scalars"].items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})

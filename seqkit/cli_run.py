@@ -1,0 +1,145 @@
+"""The verbs that train and evaluate: run, train, eval, average, plot."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from seqkit.errors import SeqkitError
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+                          help="Override a config value; VALUE is TOML (bare words are strings).")
+out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+                          help="Run folder (default: runs/<config name>); resumes if it holds a checkpoint.")
+
+
+class TerminalEvents:
+    """Progress on stderr: a line rewritten in place with step, loss and tokens/s."""
+
+    def __init__(self):
+        self.last = 0.0
+        self.tty = sys.stderr.isatty()
+
+    def step(self, step: int, total: int, loss: float, rate: float) -> None:
+        now = time.monotonic()
+        if step != total and now - self.last < (0.2 if self.tty else 10.0):
+            return
+        self.last = now
+        width = 30
+        filled = width * step // max(total, 1)
+        bar = "#" * filled + "." * (width - filled)
+        line = f"[{bar}] step {step}/{total} loss {loss:.4f} {rate:,.0f} tok/s"
+        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
+
+    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
+        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int))
+        click.echo(("\n" if self.tty else "") + f"eval @ {step}: {shown}", err=True)
+
+    def message(self, text: str) -> None:
+        click.echo(("\n" if self.tty else "") + text, err=True)
+
+
+def _events():
+    from seqkit.trainer import Events
+
+    terminal = TerminalEvents()
+    return Events(step=terminal.step, evaluated=terminal.evaluated, message=terminal.message)
+
+
+def _train(ctx: click.Context, config: str, overrides, out, test: bool):
+    from seqkit.api import train
+    from seqkit.cli import plugin_manager
+
+    try:
+        return train(config, out=out, overrides=overrides, events=_events(), manager=plugin_manager(ctx),
+                     test=test)
+    except KeyboardInterrupt:
+        click.echo("seqkit: interrupted; the last step is saved: run the same command to resume", err=True)
+        ctx.exit(130)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@set_option
+@out_option
+@click.pass_context
+def run(ctx: click.Context, config: str, overrides, out) -> None:
+    """Train on CONFIG (resuming if the run folder has a checkpoint), evaluate the best model on
+    the test split, print sample outputs and a summary."""
+    result = _train(ctx, config, overrides, out, test=True)
+    for sample in result.samples:
+        click.echo(f"  {sample['source']!s}\n    -> {sample['prediction']!s}"
+                   f"   (reference: {sample['reference']!s})")
+    click.echo(f"run folder: {result.folder}")
+    click.echo(f"steps: {result.summary['step']}  parameters: {result.summary['parameters']:,}  "
+               f"best step: {result.summary['best_step']}")
+    if result.test:
+        click.echo("test: " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in result.test.items()))
+
+
+@click.command("train")
+@click.argument("config", type=click.Path(dir_okay=False))
+@set_option
+@out_option
+@click.pass_context
+def train_command(ctx: click.Context, config: str, overrides, out) -> None:
+    """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation."""
+    result = _train(ctx, config, overrides, out, test=False)
+    click.echo(f"run folder: {result.folder}  steps: {result.summary['step']}  "
+               f"best step: {result.summary['best_step']}")
+
+
+@click.command("eval")
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", default="test", show_default=True, help="Which split of the task's data.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              help="Evaluate on this file (in the task's format) instead of a configured split.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.pass_context
+def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, as_json: bool) -> None:
+    """Evaluate a run folder's best model (or a checkpoint file): loss, ppl, token_accuracy,
+    exact_match (a fraction), bleu, chrf, ... as the task defines them."""
+    from seqkit.api import load
+    from seqkit.cli import plugin_manager
+
+    model = load(run, manager=plugin_manager(ctx))
+    if data is not None:
+        if not data.exists():
+            raise SeqkitError(f"{data}: no such data file")
+        model.use_data(split, data)
+    metrics, _ = model.evaluate(split)
+    if as_json:
+        click.echo(json.dumps(metrics))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the averaged checkpoint.")
+def average(checkpoints: tuple[Path, ...], output: Path) -> None:
+    """Average the weights of CHECKPOINTS (of one model) into OUTPUT."""
+    from seqkit.tools import average_checkpoints
+
+    click.echo(str(average_checkpoints(list(checkpoints), output)))
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="PNG file (default: RUN/curves.png).")
+def plot(run: Path, output: Path | None) -> None:
+    """Draw a run's training loss and evaluation metrics against steps to a PNG."""
+    from seqkit.tools import plot_run
+
+    click.echo(str(plot_run(run, output)))
+
+
+COMMANDS = [run, train_command, eval_command, average, plot]

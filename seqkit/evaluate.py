@@ -1,0 +1,123 @@
+"""Losses and evaluation: loss, perplexity and token accuracy from the model's outputs, then the
+task's own metrics (exact match, BLEU, chrF, accuracy, ...) on decoded predictions."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from seqkit.data import EncodedSplit, TokenBatchSampler
+from seqkit.interfaces import PAD, Batch, Task
+from seqkit.model import SeqModel
+
+TOKEN_KINDS = ("seq2seq", "language_model")
+LOWER_IS_BETTER = {"loss", "ppl", "mse", "mae"}
+
+
+@dataclass
+class LossParts:
+    """Sums over one batch, so that batches and devices can be added up before dividing."""
+
+    loss: Tensor  # summed loss (a scalar tensor, differentiable)
+    count: Tensor  # predicted positions: target tokens, sequences or values
+    correct: Tensor  # correctly predicted tokens or classes (0 for regression)
+
+
+def loss_parts(model: SeqModel, batch: Batch, label_smoothing: float = 0.0) -> LossParts:
+    """Summed loss of one batch for any model kind."""
+    kind = model.kind
+    if kind in TOKEN_KINDS:
+        inputs, gold = batch.target[:, :-1], batch.target[:, 1:]  # teacher forcing: (B, T)
+        logits = model(batch.source, batch.source_mask, inputs)  # (B, T, V)
+        flat = logits.reshape(-1, logits.size(-1)).float()
+        loss = F.cross_entropy(flat, gold.reshape(-1), ignore_index=PAD, reduction="sum",
+                               label_smoothing=label_smoothing)
+        real = gold != PAD
+        correct = ((logits.argmax(-1) == gold) & real).sum()
+        return LossParts(loss, real.sum(), correct)
+    outputs = model(batch.source, batch.source_mask).float()  # (B, C) or (B, outputs)
+    if kind == "classifier":
+        loss = F.cross_entropy(outputs, batch.target, reduction="sum", label_smoothing=label_smoothing)
+        correct = (outputs.argmax(-1) == batch.target).sum()
+        return LossParts(loss, torch.tensor(batch.target.numel()), correct)
+    loss = F.mse_loss(outputs, batch.target.float(), reduction="sum")
+    return LossParts(loss, torch.tensor(batch.target.numel()), torch.tensor(0))
+
+
+@torch.inference_mode()
+def predict(model: SeqModel, batch: Batch, max_len: int) -> list[Tensor]:
+    """Model outputs of each example, ready for ``task.decode``: greedy token ids, class index or
+    values."""
+    from seqkit.generate import greedy
+
+    if model.kind in TOKEN_KINDS:
+        ids = greedy(model, batch.source, batch.source_mask, max_len, batch_size=len(batch))
+        return [torch.tensor(row, dtype=torch.long) for row in ids]
+    outputs = model(batch.source, batch.source_mask)
+    if model.kind == "classifier":
+        return list(outputs.argmax(-1).cpu())
+    return list(outputs.float().cpu())
+
+
+@torch.inference_mode()
+def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: int, max_len: int,
+             device: torch.device | str = "cpu", decode_limit: int = 0,
+             autocast=None) -> tuple[dict[str, float], list[Any]]:
+    """Loss, perplexity (token tasks), token accuracy or accuracy, then the task's metrics on
+    predictions of the first ``decode_limit`` examples (0: all) against their raw targets. Returns
+    the metrics and the decoded predictions, in split order."""
+    batches = [split.batch(indices).to(device)
+               for indices in TokenBatchSampler(split.sizes, batch_tokens).ordered_batches()]
+    references = [example.target for example in split.examples]
+    was_training = model.training
+    model.eval()
+    context = autocast if autocast is not None else torch.autocast("cpu", enabled=False)
+    loss = count = correct = 0.0
+    predictions: dict[int, Any] = {}
+    decode_all = decode_limit <= 0
+    try:
+        for batch in batches:
+            with context:
+                parts = loss_parts(model, batch)
+            loss += parts.loss.item()
+            count += parts.count.item()
+            correct += parts.correct.item()
+            wanted = [i for i, index in enumerate(batch.indices.tolist())
+                      if decode_all or index < decode_limit]
+            if wanted and (model.kind not in TOKEN_KINDS or model.encoder is not None):
+                picked = _select(batch, wanted)
+                with context:
+                    outputs = predict(model, picked, max_len)
+                for index, output in zip(picked.indices.tolist(), outputs, strict=True):
+                    predictions[index] = task.decode(output)
+    finally:
+        model.train(was_training)
+    metrics = {"loss": loss / max(count, 1)}
+    if model.kind in TOKEN_KINDS:
+        metrics["ppl"] = math.exp(min(metrics["loss"], 50.0))
+        metrics["token_accuracy"] = correct / max(count, 1)
+    elif model.kind == "classifier":
+        metrics["accuracy"] = correct / max(count, 1)
+    ordered = [predictions[i] for i in sorted(predictions)]
+    if ordered:
+        metrics.update(task.metrics(ordered, [references[i] for i in sorted(predictions)]))
+    return metrics, ordered
+
+
+def _select(batch: Batch, rows: list[int]) -> Batch:
+    index = torch.tensor(rows, device=batch.target.device)
+    def pick(t):
+        return (t.index_select(0, index) if t is not None else None)
+    return Batch(pick(batch.source), pick(batch.source_mask), pick(batch.target), pick(batch.indices))
+
+
+def is_better(metric: str, value: float, best: float | None) -> bool:
+    """Whether ``value`` of ``metric`` improves on ``best`` (loss-like metrics go down)."""
+    if best is None:
+        return True
+    return value < best if metric in LOWER_IS_BETTER else value > best

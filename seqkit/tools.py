@@ -1,0 +1,71 @@
+"""Utilities on finished runs: checkpoint averaging and loss/metric plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from seqkit import checkpoint as ckpt
+from seqkit.errors import CheckpointError, SeqkitError
+from seqkit.run_folder import RunFolder
+
+
+def average_checkpoints(paths: list[Path], out: Path) -> Path:
+    """The element-wise mean of model checkpoints of one architecture (fairseq's
+    average_checkpoints); metadata comes from the last one, with the averaged paths recorded."""
+    if not paths:
+        raise SeqkitError("average: no checkpoints given")
+    total: dict[str, torch.Tensor] = {}
+    meta: dict = {}
+    for path in paths:
+        tensors, meta = ckpt.load_tensors(path)
+        if total and set(tensors) != set(total):
+            raise CheckpointError(f"{path}: its tensors differ from {paths[0]}'s; cannot average")
+        for name, tensor in tensors.items():
+            if name in total and tensor.shape != total[name].shape:
+                raise CheckpointError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
+                                      f"{paths[0]} has {tuple(total[name].shape)}")
+            total[name] = total.get(name, 0) + tensor.double()
+    averaged = {name: (value / len(paths)).to(tensors[name].dtype) for name, value in total.items()}
+    meta = {**meta, "averaged": [str(p) for p in paths]}
+    ckpt.save_tensors(Path(out), averaged, meta)
+    return Path(out)
+
+
+def plot_run(run: Path, out: Path | None = None) -> Path:
+    """Training loss and every evaluation metric against steps, one panel each, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = RunFolder(run)
+    records = folder.read_metrics()
+    if not records:
+        raise SeqkitError(f"{folder.metrics}: no metrics to plot (has the run started?)")
+    train = [r for r in records if "eval" not in r and "loss" in r]
+    evals = [r for r in records if "eval" in r]
+    names = sorted({k for r in evals for k, v in r.items() if k not in ("step", "eval")
+                    and isinstance(v, (int, float))})
+    panels = 1 + len(names)
+    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
+    ax = axes[0][0]
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if evals and "loss" in evals[0]:
+        ax.plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-",
+                label=f"{evals[0]['eval']} loss")
+    ax.set_xlabel("step")
+    ax.set_title("loss")
+    ax.legend()
+    for ax, name in zip(axes[0][1:], names, strict=True):
+        points = [(r["step"], r[name]) for r in evals if name in r]
+        ax.plot(*zip(*points, strict=True), "o-")
+        ax.set_title(name)
+        ax.set_xlabel("step")
+    fig.suptitle(str(folder.root))
+    fig.tight_layout()
+    out = Path(out) if out else folder.root / "curves.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,222 @@
+"""The training loop: AdamW, warm-up schedules, clipping, accumulation, mixed precision,
+evaluation, checkpoints, early stopping, exact resume, Ctrl-C and NaN safety.
+
+A run folder holds ``config.toml``, ``metrics.jsonl``, ``checkpoints/step-NNNNNNN{,.trainer}.safetensors``
+(the last ``keep_last``) and ``best.safetensors``. Resuming on CPU from a checkpoint at step k ends
+with the same weights, bit for bit, as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqkit import checkpoint as ckpt
+from seqkit.backends import get_backend, resolve_precision
+from seqkit.config import RunConfig, config_to_toml
+from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split
+from seqkit.errors import SeqkitError
+from seqkit.evaluate import evaluate, is_better, loss_parts
+from seqkit.interfaces import Task
+from seqkit.model import SeqModel, build_model, count_parameters
+from seqkit.plugins import PluginManager
+from seqkit.run_folder import RunFolder, model_meta
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(SeqkitError):
+    """Training cannot go on (the loss became NaN or infinite)."""
+
+
+def learning_rate(config, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (1-based): linear warm-up, then the schedule."""
+    t = config.train
+    if t.warmup_steps and step <= t.warmup_steps:
+        return t.lr * step / t.warmup_steps
+    if t.schedule == "constant":
+        return t.lr
+    if t.schedule == "inverse_sqrt":
+        return t.lr * math.sqrt(max(t.warmup_steps, 1) / step)
+    progress = (step - t.warmup_steps) / max(t.steps - t.warmup_steps, 1)
+    return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@dataclass
+class Events:
+    """Callbacks for a user interface; library code never prints. ``step`` gets
+    (step, total, loss, tokens per second); ``evaluated`` gets (step, metrics)."""
+
+    step: Callable[[int, int, float, float], None] = lambda *args: None
+    evaluated: Callable[[int, dict[str, float]], None] = lambda *args: None
+    message: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class Progress:
+    """What the trainer state file holds besides tensors."""
+
+    step: int = 0
+    best_value: float | None = None
+    best_step: int = 0
+    bad_evals: int = 0
+    sampler: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, folder: RunFolder, task: Task, manager: PluginManager,
+                 events: Events | None = None):
+        self.config, self.folder, self.task, self.events = config, folder, task, events or Events()
+        self.backend = get_backend(config.backend, manager)
+        self.precision = resolve_precision(self.backend, config.precision)
+        self.device = self.backend.device()
+        self.manager = manager
+        torch.manual_seed(config.seed)
+        self.model: SeqModel = build_model(config.model, task.model_shape(), manager).to(self.device)
+        self.step_model = torch.compile(self.model) if config.train.compile else self.model
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.lr,
+                                           betas=config.train.betas,
+                                           weight_decay=config.train.weight_decay, **fused)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.train_split = encode_split(task, "train", config.data)
+        self.valid_split = (encode_split(task, "valid", config.data)
+                            if "valid" in task.splits() else None)
+        self.sampler = TokenBatchSampler(self.train_split.sizes, config.data.batch_tokens, seed=config.seed)
+        self.progress = Progress()
+        self.parameters = count_parameters(self.model)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def resume(self, path: Path) -> None:
+        tensors, meta = ckpt.load_tensors(path)
+        ckpt.load_weights(self.model, tensors, path)
+        trainer_path = self.folder.trainer_path(path)
+        state, info = ckpt.load_tensors(trainer_path)
+        ckpt.restore_optimizer(self.optimizer, state, info["optimizer"])
+        torch.set_rng_state(state["rng.cpu"])
+        if torch.cuda.is_available() and "rng.cuda" in state:
+            torch.cuda.set_rng_state(state["rng.cuda"])
+        self.scaler.load_state_dict(info["scaler"]) if info.get("scaler") else None
+        self.progress = Progress(**info["progress"])
+        self.sampler.load_state_dict(self.progress.sampler)
+        self.events.message(f"resumed from {path} at step {self.progress.step}")
+
+    def save(self, metrics: dict[str, float] | None = None) -> Path:
+        step = self.progress.step
+        self.progress.sampler = self.sampler.state_dict()
+        meta = model_meta(self.config, self.task, self.manager, step=step, metrics=metrics)
+        path = self.folder.checkpoint_path(step)
+        tensors, optimizer_meta = ckpt.optimizer_tensors(self.optimizer)
+        tensors["rng.cpu"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng.cuda"] = torch.cuda.get_rng_state()
+        info = {"optimizer": optimizer_meta, "progress": self.progress.__dict__,
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
+        # trainer state first: a model file without its trainer file is never taken for resume
+        ckpt.save_tensors(self.folder.trainer_path(path), tensors, info)
+        ckpt.save_model(path, self.model, meta)
+        self.folder.prune(self.config.train.keep_last)
+        return path
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def train(self) -> dict[str, Any]:
+        t = self.config.train
+        batches = iter(self.sampler)
+        autocast = self.backend.autocast(self.precision)
+        last_saved = -1
+        started, tokens = time.perf_counter(), 0
+        try:
+            while self.progress.step < t.steps:
+                step = self.progress.step + 1
+                for group in self.optimizer.param_groups:
+                    group["lr"] = learning_rate(self.config, step)
+                self.model.train()
+                total = 0.0
+                for _ in range(t.accumulate):
+                    batch = self.train_split.batch(next(batches)).to(self.device)
+                    with autocast:
+                        parts = loss_parts(self.step_model, batch, t.label_smoothing)
+                    loss = parts.loss / parts.count.clamp(min=1) / t.accumulate
+                    self.scaler.scale(loss).backward()
+                    total += loss.item()
+                    tokens += int(parts.count)
+                if not math.isfinite(total):
+                    raise TrainingError(self._nan_message(step, total))
+                if t.clip_norm > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.progress.step = step
+                rate = tokens / max(time.perf_counter() - started, 1e-9)
+                self.events.step(step, t.steps, total, rate)
+                if step % t.log_every == 0:
+                    self.folder.log({"step": step, "loss": total, "lr": learning_rate(self.config, step),
+                                     "tokens_per_s": rate})
+                if step % t.eval_every == 0 or step == t.steps:
+                    stop = self._evaluate_and_save(step)
+                    last_saved = step
+                    if stop:
+                        self.events.message(f"early stop at step {step}: {t.best_metric} has not "
+                                            f"improved for {t.patience} evaluations")
+                        break
+        except KeyboardInterrupt:
+            if self.progress.step != last_saved:
+                path = self.save()
+                self.events.message(f"interrupted: saved {path}")
+            raise
+        return {"step": self.progress.step, "best_step": self.progress.best_step,
+                "best": {t.best_metric: self.progress.best_value}, "parameters": self.parameters}
+
+    def _evaluate_and_save(self, step: int) -> bool:
+        """Evaluate on valid (or train when there is none), checkpoint, track the best; True when
+        early stopping says stop."""
+        t, split = self.config.train, self.valid_split or self.train_split
+        name = "valid" if self.valid_split is not None else "train"
+        metrics, _ = self.evaluate(split, name, decode_limit=t.eval_examples)
+        metrics = {f"{name}_{k}" if name == "train" else k: v for k, v in metrics.items()}
+        value = metrics.get(t.best_metric, metrics.get(f"train_{t.best_metric}"))
+        if value is None:
+            raise TrainingError(f"train.best_metric: {t.best_metric!r} is not a metric of this task; "
+                                f"available: {', '.join(sorted(metrics))}")
+        improved = is_better(t.best_metric, value, self.progress.best_value)
+        if improved:
+            self.progress.best_value, self.progress.best_step, self.progress.bad_evals = value, step, 0
+        else:
+            self.progress.bad_evals += 1
+        self.progress.history.append({"step": step, **metrics})
+        path = self.save(metrics)
+        if improved:
+            self.folder.set_best(path)
+        self.folder.log({"step": step, "eval": name, **metrics})
+        self.events.evaluated(step, metrics)
+        return t.patience > 0 and self.progress.bad_evals >= t.patience
+
+    def evaluate(self, split: EncodedSplit, name: str, decode_limit: int = 0):
+        return evaluate(self.model, self.task, split, batch_tokens=self.config.data.batch_tokens,
+                        device=self.device, autocast=self.backend.autocast(self.precision),
+                        max_len=self.config.data.max_target_len, decode_limit=decode_limit)
+
+    def _nan_message(self, step: int, loss: float) -> str:
+        last = self.folder.latest_checkpoint()
+        kept = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
+        return f"loss became {loss} at step {step}; training stopped ({kept}); lower train.lr?"
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    ckpt.atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+__all__ = ["Events", "Trainer", "TrainingError", "config_to_toml", "learning_rate", "write_json"]
