@@ -62,6 +62,12 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool):
         ctx.exit(130)
 
 
+def _short(value, width: int = 100) -> str:
+    """A sample for the terminal: long feature sequences are cut."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
@@ -72,8 +78,8 @@ def run(ctx: click.Context, config: str, overrides, out) -> None:
     the test split, print sample outputs and a summary."""
     result = _train(ctx, config, overrides, out, test=True)
     for sample in result.samples:
-        click.echo(f"  {sample['source']!s}\n    -> {sample['prediction']!s}"
-                   f"   (reference: {sample['reference']!s})")
+        click.echo(f"  {_short(sample['source'])}\n    -> {_short(sample['prediction'])}"
+                   f"   (reference: {_short(sample['reference'])})")
     click.echo(f"run folder: {result.folder}")
     click.echo(f"steps: {result.summary['step']}  parameters: {result.summary['parameters']:,}  "
                f"best step: {result.summary['best_step']}")

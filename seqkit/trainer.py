@@ -8,7 +8,6 @@ with the same weights, bit for bit, as a run that never stopped.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -21,7 +20,7 @@ import torch
 
 from seqkit import checkpoint as ckpt
 from seqkit.backends import get_backend, resolve_precision
-from seqkit.config import RunConfig, config_to_toml
+from seqkit.config import RunConfig
 from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split
 from seqkit.errors import SeqkitError
 from seqkit.evaluate import evaluate, is_better, loss_parts
@@ -135,10 +134,11 @@ class Trainer:
         batches = iter(self.sampler)
         autocast = self.backend.autocast(self.precision)
         last_saved = -1
-        started, tokens = time.perf_counter(), 0
+        busy, tokens = 0.0, 0  # seconds in training steps (not evaluation), target tokens seen
         try:
             while self.progress.step < t.steps:
                 step = self.progress.step + 1
+                started = time.perf_counter()
                 for group in self.optimizer.param_groups:
                     group["lr"] = learning_rate(self.config, step)
                 self.model.train()
@@ -160,7 +160,8 @@ class Trainer:
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.progress.step = step
-                rate = tokens / max(time.perf_counter() - started, 1e-9)
+                busy += time.perf_counter() - started
+                rate = tokens / max(busy, 1e-9)  # training throughput since this process started
                 self.events.step(step, t.steps, total, rate)
                 if step % t.log_every == 0:
                     self.folder.log({"step": step, "loss": total, "lr": learning_rate(self.config, step),
@@ -215,8 +216,4 @@ class Trainer:
         return f"loss became {loss} at step {step}; training stopped ({kept}); lower train.lr?"
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    ckpt.atomic_write(path, (json.dumps(data, indent=2) + "\n").encode())
-
-
-__all__ = ["Events", "Trainer", "TrainingError", "config_to_toml", "learning_rate", "write_json"]
+__all__ = ["Events", "Trainer", "TrainingError", "learning_rate"]
