@@ -5,6 +5,7 @@ seqkit's own errors print as one line on stderr with exit status 2; ``--debug`` 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
@@ -28,19 +29,26 @@ class CliError(click.ClickException):
         click.echo(f"seqkit: error: {self.format_message()}", err=True)
 
 
+# built-in verbs whose modules are heavy to import: loaded when used (name -> "module:attribute")
+LAZY_COMMANDS = {"bench": "seqkit.bench_cli:bench"}
+
+
 class SeqkitGroup(click.Group):
     """Built-in verbs plus the commands plugins register; turns SeqkitError into CliError."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *self._plugin_commands(ctx)})
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS, *self._plugin_commands(ctx)})
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS and name not in self.commands:
+            module, _, attribute = LAZY_COMMANDS[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attribute), name)
         return super().get_command(ctx, name) or self._plugin_commands(ctx).get(name)
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         commands = {}
         for reg in plugin_manager(ctx).registrations("command"):
-            if reg.name in self.commands:
+            if reg.name in self.commands or reg.name in LAZY_COMMANDS:
                 log.warning("plugin %s: command %r clashes with a built-in command; ignored",
                             reg.plugin, reg.name)
                 continue

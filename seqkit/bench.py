@@ -1,0 +1,349 @@
+"""Timing seqkit's models: training steps and encode latency, against raw PyTorch if asked.
+
+An architecture ``lstm`` is the seq2seq model with an lstm encoder and an lstm decoder, built by
+``seqkit.model.build_model`` from a config dict like any run; ``lstm+transformer`` pairs an lstm
+encoder with a transformer decoder. Batches are synthetic random tokens of a fixed (B, L), source
+and target both L long, no padding. Modes:
+
+  train     forward, cross-entropy, backward, AdamW step; tokens/s counts target tokens
+  encode    the encoder's forward at batch 1 in inference mode; tokens/s counts source tokens
+  generate  seqkit.generate's greedy search at batch 1, up to L new tokens (rows "generate-greedy";
+            tokens/s counts the tokens decoded, which stop early at an end-of-sequence token);
+            beam search does not exist yet, so its rows ("generate-beam") say "not available"
+
+Each case runs ``warmup`` untimed steps, then ``repeat`` timed ones, each step bracketed by the
+backend's synchronize; with a baseline, seqkit's and the baseline's steps alternate (ABBA ABBA...)
+so drift on a shared machine hits both alike. Rows carry the median and min-max over repetitions.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from seqkit.backends import get_backend, resolve_precision
+from seqkit.bench_flops import count_flops, mfu
+from seqkit.bench_steps import (
+    FIRST_TOKEN,
+    Batch,
+    GreedyStep,
+    encode_step,
+    is_oom,
+    timed,
+    train_step,
+)
+from seqkit.config import ModelConfig, load_config
+from seqkit.errors import ConfigError, RegistryError
+from seqkit.interfaces import Backend
+from seqkit.model import ModelShape, SeqModel, build_model, count_parameters
+from seqkit.plugins import PluginManager, make_plugin_manager
+
+MODES = ("train", "encode", "generate")
+DEFAULT_ARCHITECTURES = ("rnn", "lstm", "gru", "transformer")
+
+
+@dataclass
+class BenchSettings:
+    """What to time; the defaults finish in about a minute on two CPU cores."""
+
+    architectures: tuple[str, ...] = DEFAULT_ARCHITECTURES  # "lstm", or "lstm+transformer"
+    modes: tuple[str, ...] = ("train", "encode")
+    lengths: tuple[int, ...] = (16, 32, 64, 128)  # source and target positions
+    batch_size: int | None = None  # train: fixed rows per batch; None -> batch_tokens // length
+    batch_tokens: int = 1024  # train: tokens per batch when batch_size is None
+    d_model: int = 128
+    layers: int = 2  # of the encoder and of the decoder
+    heads: int = 4  # components with a ``heads`` option
+    ffn_size: int | None = None  # components with an ``ffn_size`` option; None -> theirs
+    dropout: float = 0.1  # embedding dropout and the components' ``dropout``
+    vocab: int = 1000
+    overrides: tuple[str, ...] = ()  # --set model.decoder.attention=dot, ...
+    backend: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    warmup: int = 2
+    repeat: int = 7
+    baseline: str | None = None  # None or "raw"
+    threads: int | None = None  # torch.set_num_threads; None keeps torch's choice
+    seed: int = 0
+
+
+@dataclass
+class BenchRow:
+    """One measured (architecture, mode, length, implementation)."""
+
+    architecture: str
+    mode: str
+    implementation: str  # seqkit | raw
+    length: int | None
+    batch_size: int | None
+    status: str = "ok"  # ok | out of memory | not available: ... | error: ...
+    tokens_per_s: float | None = None  # median over repetitions
+    tokens_per_s_min: float | None = None
+    tokens_per_s_max: float | None = None
+    ms_per_step: float | None = None  # median
+    ms_per_step_min: float | None = None
+    ms_per_step_max: float | None = None
+    peak_memory_bytes: int | None = None
+    parameters: int | None = None
+    flops_per_step: int | None = None
+    mfu: float | None = None  # None where the backend has no peak FLOP/s table (CPUs)
+    ratio_vs_baseline: float | None = None  # seqkit tokens/s / baseline tokens/s (seqkit rows)
+    repetitions: int = 0
+
+
+ROW_FIELDS = tuple(f.name for f in fields(BenchRow))
+
+
+@dataclass
+class BenchResult:
+    meta: dict[str, Any]
+    rows: list[BenchRow] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meta": self.meta, "rows": [asdict(row) for row in self.rows]}
+
+
+# -- building -----------------------------------------------------------------------------------
+
+
+def split_architecture(arch: str, manager: PluginManager) -> tuple[str, str]:
+    """``"lstm"`` -> ("lstm", "lstm"); ``"lstm+transformer"`` -> (encoder, decoder)."""
+    encoder, _, decoder = arch.partition("+")
+    decoder = decoder or encoder
+    for kind, name in (("encoder", encoder), ("decoder", decoder)):
+        if name not in manager.names(kind):
+            available = ", ".join(manager.names(kind)) or "none"
+            raise RegistryError(f"unknown architecture {arch!r}: no {kind} {name!r}; "
+                                f"available {kind}s: {available}")
+    return encoder, decoder
+
+
+def model_config(arch: str, settings: BenchSettings, manager: PluginManager) -> ModelConfig:
+    """The ``[model]`` of ``arch``: the shared shape options go to the components that have them."""
+    encoder, decoder = split_architecture(arch, manager)
+    shared = {"layers": settings.layers, "heads": settings.heads, "dropout": settings.dropout,
+              "ffn_size": settings.ffn_size}
+    tables = {}
+    for kind, name in (("encoder", encoder), ("decoder", decoder)):
+        config_class = manager.get(kind, name).config_class
+        known = {f.name for f in fields(config_class)} if config_class else set()
+        tables[kind] = {"name": name, **{k: v for k, v in shared.items()
+                                         if k in known and v is not None}}
+    data = {"model": {"d_model": settings.d_model, "embedding_dropout": settings.dropout, **tables}}
+    overrides = [o if o.startswith("model.") else f"model.{o}" for o in settings.overrides]
+    return load_config(data, overrides, manager).model
+
+
+def build_seqkit(config: ModelConfig, settings: BenchSettings, manager: PluginManager) -> SeqModel:
+    shape = ModelShape("seq2seq", source_vocab=settings.vocab, target_vocab=settings.vocab)
+    return build_model(config, shape, manager)
+
+
+@torch.no_grad()
+def check_length(arch: str, model: nn.Module, length: int, device: torch.device) -> None:
+    """ConfigError unless ``model`` takes sources and targets of ``length`` positions."""
+    model.eval()
+    tokens = torch.full((1, length), FIRST_TOKEN, device=device)
+    mask = torch.ones(1, length, dtype=torch.bool, device=device)
+    try:
+        model(tokens, mask, tokens)
+    except (ValueError, IndexError, RuntimeError) as exc:
+        if is_oom(exc):
+            return  # the length is fine, the device is small: the rows will say so
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--lengths: {arch} cannot take length {length}: {reason}") from None
+    finally:
+        model.train()
+
+
+# -- running ------------------------------------------------------------------------------------
+
+
+def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
+              progress: Callable[[int, int, str], None] | None = None) -> BenchResult:
+    """Time every (architecture, mode, length) of ``settings``; ``progress(done, total, label)``
+    is called before each case. Bad input raises before anything is timed: an unknown
+    architecture (RegistryError), a length a model cannot take (ConfigError), a backend that is
+    not here (BackendUnavailableError). Out of memory at one size is that row's status."""
+    from seqkit.bench_raw import build_raw_model, copy_from_seqkit
+
+    manager = manager or make_plugin_manager()
+    _check_settings(settings)
+    backend = get_backend(settings.backend, manager)
+    precision = resolve_precision(backend, settings.precision)
+    device = backend.device()
+    configs = {arch: model_config(arch, settings, manager) for arch in settings.architectures}
+    for arch, config in configs.items():  # every bad input fails here, before any timing
+        model = build_seqkit(config, settings, manager).to(device)
+        if settings.baseline == "raw":
+            build_raw_model(config, settings.vocab)
+        check_length(arch, model, max(settings.lengths), device)
+    del model
+
+    threads_before = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    result = BenchResult(meta=_meta(settings, backend, precision))
+    timed_modes = [{"generate": "generate-greedy"}.get(mode, mode) for mode in settings.modes]
+    total = len(configs) * len(timed_modes) * len(settings.lengths)
+    done = 0
+    generator = torch.Generator().manual_seed(settings.seed)
+    try:
+        for arch, config in configs.items():
+            torch.manual_seed(settings.seed)
+            model = build_seqkit(config, settings, manager).to(device)
+            implementations = {"seqkit": model}
+            if settings.baseline == "raw":
+                raw = build_raw_model(config, settings.vocab)
+                copy_from_seqkit(raw, model)
+                implementations["raw"] = raw.to(device)
+            for mode in timed_modes:
+                for length in settings.lengths:
+                    if progress:
+                        progress(done, total, f"{arch} {mode} L={length}")
+                    batch_size = 1 if mode != "train" else (
+                        settings.batch_size or max(1, settings.batch_tokens // length))
+                    batch = Batch.random(batch_size, length, settings.vocab, device, generator)
+                    # the raw baseline has no generation: seqkit's rows alone
+                    compared = implementations if mode != "generate-greedy" else {"seqkit": model}
+                    result.rows += _run_case(arch, mode, compared, batch, settings, backend,
+                                             precision)
+                    done += 1
+            if "generate" in settings.modes:
+                result.rows.append(BenchRow(
+                    arch, "generate-beam", "seqkit", None, None,
+                    status="not available: seqkit.generate has no beam search yet",
+                    parameters=count_parameters(model)))
+            del model, implementations
+            gc.collect()
+    finally:
+        torch.set_num_threads(threads_before)
+    if progress:
+        progress(total, total, "done")
+    return result
+
+
+def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch: Batch,
+              settings: BenchSettings, backend: Backend, precision: str) -> list[BenchRow]:
+    """Rows of one (architecture, mode, length), implementations interleaved step by step."""
+    length, batch_size = batch.source.shape[1], batch.source.shape[0]
+    rows, steps, times = {}, {}, {}
+
+    def guarded(name: str, run: Callable[[], Any]) -> Any:
+        """Run; on failure, record it in the row and drop the implementation from the case."""
+        try:
+            return run()
+        except Exception as exc:  # one size failing must not stop the bench
+            rows[name].status = "out of memory" if is_oom(exc) else \
+                f"error: {(str(exc).splitlines() or [type(exc).__name__])[0]}"
+            steps.pop(name, None)
+            gc.collect()
+            return None
+
+    for name, model in implementations.items():
+        rows[name] = BenchRow(arch, mode, name, length, batch_size,
+                              parameters=count_parameters(model))
+        model.train(mode == "train")
+        eager = _make_step(mode, model, batch, backend, precision, compiled=False)
+        # counting runs one step: the first warm-up step of the eager model as well
+        rows[name].flops_per_step = guarded(name, lambda step=eager: count_flops(step))
+        if rows[name].status == "ok":
+            steps[name] = _make_step(mode, model, batch, backend, precision, compiled=True) \
+                if settings.compile else eager
+            times[name] = []
+    for _ in range(settings.warmup):
+        for name, step in list(steps.items()):
+            guarded(name, step)
+    for repetition in range(settings.repeat):
+        # ABBA ABBA...: slow drift on a shared machine, and whatever running second costs or
+        # gains, hit every implementation alike
+        order = list(steps.items())[::-1 if repetition % 2 else 1]
+        for name, step in order:
+            seconds = guarded(name, lambda step=step: timed(step, backend))
+            if seconds is not None:
+                times[name].append(seconds)
+    peak_flops = backend.peak_flops(precision)
+    for name, step in list(steps.items()):
+        backend.reset_peak_memory()
+        guarded(name, step)
+        if name in steps:
+            rows[name].peak_memory_bytes = backend.memory_stats().get("peak")
+        # generation counts the tokens it decoded; the other modes process the whole batch
+        tokens = getattr(step, "tokens", batch_size * length)
+        _fill_timing(rows[name], times[name], tokens, peak_flops)
+    if "raw" in rows and rows["seqkit"].tokens_per_s and rows["raw"].tokens_per_s:
+        rows["seqkit"].ratio_vs_baseline = rows["seqkit"].tokens_per_s / rows["raw"].tokens_per_s
+    return list(rows.values())
+
+
+def _make_step(mode: str, model: nn.Module, batch: Batch, backend: Backend, precision: str,
+               compiled: bool) -> Callable[[], None]:
+    if mode == "train":
+        return train_step(model, torch.compile(model) if compiled else model, batch, backend,
+                          precision)
+    if mode == "generate-greedy":
+        return GreedyStep(model, batch, backend, precision)  # not compiled: a Python loop
+    return encode_step(torch.compile(model.encode) if compiled else model.encode, batch, backend,
+                       precision)
+
+
+def _fill_timing(row: BenchRow, seconds: list[float], tokens: int, peak_flops: float | None) -> None:
+    if not seconds or row.status != "ok":
+        return
+    median = statistics.median(seconds)
+    row.repetitions = len(seconds)
+    row.ms_per_step, row.ms_per_step_min, row.ms_per_step_max = (
+        1e3 * median, 1e3 * min(seconds), 1e3 * max(seconds))
+    row.tokens_per_s = tokens / median
+    row.tokens_per_s_min, row.tokens_per_s_max = tokens / max(seconds), tokens / min(seconds)
+    row.mfu = mfu(row.flops_per_step, median, peak_flops)
+
+
+def _check_settings(settings: BenchSettings) -> None:
+    for mode in settings.modes:
+        if mode not in MODES:
+            raise ConfigError(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not settings.architectures:
+        raise ConfigError("--arch: name at least one architecture")
+    if not settings.lengths or min(settings.lengths) < 1:
+        raise ConfigError(f"--lengths: need lengths >= 1, got {list(settings.lengths)}")
+    if settings.baseline not in (None, "raw"):
+        raise ConfigError(f"--baseline: unknown baseline {settings.baseline!r}; expected raw")
+    for name in ("warmup", "repeat", "batch_tokens", "vocab", "d_model", "layers"):
+        low = 0 if name == "warmup" else 1
+        if getattr(settings, name) < low:
+            raise ConfigError(f"--{name.replace('_', '-')}: must be at least {low}")
+    if settings.vocab <= FIRST_TOKEN:
+        raise ConfigError(f"--vocab: must be more than {FIRST_TOKEN} (the special tokens)")
+
+
+def _meta(settings: BenchSettings, backend: Backend, precision: str) -> dict[str, Any]:
+    import platform
+
+    import seqkit
+
+    return {
+        "seqkit": seqkit.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "backend": backend.name,
+        "device": backend.device_name(),
+        "precision": precision,
+        "peak_flops": backend.peak_flops(precision),
+        "threads": settings.threads or torch.get_num_threads(),
+        "compile": settings.compile,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "tokens": "train: target tokens per step (batch x length); encode: source tokens; "
+                  "generate-greedy: tokens decoded (at most length, fewer after an early EOS)",
+        "peak_memory": "as the backend reports it; on CPU the process's peak RSS, which "
+                       "cannot be reset and so only grows over a run",
+        "settings": asdict(settings),
+    }
