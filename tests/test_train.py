@@ -207,3 +207,33 @@ def test_bad_data_and_task_errors_name_the_place(tmp_path):
     result = runner.invoke(cli, ["run", str(config), "--set", "task.symbols=4"])
     assert result.exit_code == 2 and "task.symbols: unknown key" in result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was half-written
+
+
+def test_eval_on_another_data_file(tmp_path):
+    lines = ["one\tun", "two\tdeux", "three\ttrois", "four\tquatre", "five\tcinq", "six\tsix"]
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "other.tsv").write_text("\n".join(lines[:2]) + "\n")
+    config = {"task": {"name": "translation", "train": str(tmp_path / "train.tsv"), "tokenizer": "char"},
+              "model": {"d_model": 16, "encoder": {"name": "gru"}, "decoder": {"name": "gru"}},
+              "data": {"max_target_len": 12}, "train": {"steps": 2, "eval_every": 2}}
+    seqkit.train(config, out=tmp_path / "run", test=False)
+    result = CliRunner().invoke(cli, ["eval", str(tmp_path / "run"), "--data", str(tmp_path / "other.tsv"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["examples"] == 2 and {"exact_match", "bleu", "chrf"} <= set(metrics)
+
+
+def test_early_stopping_on_the_chosen_metric(tmp_path, monkeypatch):
+    from seqkit import trainer as train_module
+
+    scores = iter([0.5, 0.4, 0.3, 0.2, 0.1])  # exact match only gets worse after the first evaluation
+
+    def fake_evaluate(model, task, split, **kwargs):
+        return {"loss": 1.0, "exact_match": next(scores)}, []
+
+    monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
+    result = seqkit.train(tiny(steps=40, eval_every=2, best_metric="exact_match", patience=2),
+                          out=tmp_path / "run", test=False)
+    assert result.summary["step"] == 6 and result.summary["best_step"] == 2
+    assert ckpt.load_tensors(RunFolder(tmp_path / "run").best)[1]["step"] == 2
