@@ -5,6 +5,8 @@ Bahdanau (additive) attention and a bridge from the encoder's final state. See e
 decoder.py; the config fields are in config.py.
 """
 
+from functools import partial
+
 from seqkit import hookimpl
 
 from .config import (
@@ -13,21 +15,21 @@ from .config import (
     RNNDecoderConfig,
     RNNEncoderConfig,
 )
-from .decoder import gru_decoder, lstm_decoder, rnn_decoder
-from .encoder import gru_encoder, lstm_encoder, rnn_encoder
+from .decoder import build_decoder
+from .encoder import build_encoder
 
 
 @hookimpl
 def register_encoders(register):
     """rnn, lstm and gru encoders."""
-    register("rnn", rnn_encoder, RNNEncoderConfig)
-    register("lstm", lstm_encoder, RecurrentEncoderConfig)
-    register("gru", gru_encoder, RecurrentEncoderConfig)
+    register("rnn", partial(build_encoder, "rnn"), RNNEncoderConfig)  # Elman, tanh or relu
+    register("lstm", partial(build_encoder, "lstm"), RecurrentEncoderConfig)  # state is (h, c)
+    register("gru", partial(build_encoder, "gru"), RecurrentEncoderConfig)
 
 
 @hookimpl
 def register_decoders(register):
     """rnn, lstm and gru decoders."""
-    register("rnn", rnn_decoder, RNNDecoderConfig)
-    register("lstm", lstm_decoder, RecurrentDecoderConfig)
-    register("gru", gru_decoder, RecurrentDecoderConfig)
+    register("rnn", partial(build_decoder, "rnn"), RNNDecoderConfig)
+    register("lstm", partial(build_decoder, "lstm"), RecurrentDecoderConfig)
+    register("gru", partial(build_decoder, "gru"), RecurrentDecoderConfig)

@@ -190,18 +190,3 @@ def build_decoder(cell: str, config: RecurrentDecoderConfig, d_model: int) -> Re
         bridge=config.bridge,
         nonlinearity=config.nonlinearity if isinstance(config, RNNDecoderConfig) else "tanh",
     )
-
-
-def rnn_decoder(config: RNNDecoderConfig, d_model: int) -> RecurrentDecoder:
-    """The ``rnn`` decoder: Elman RNN, tanh or relu."""
-    return build_decoder("rnn", config, d_model)
-
-
-def lstm_decoder(config: RecurrentDecoderConfig, d_model: int) -> RecurrentDecoder:
-    """The ``lstm`` decoder."""
-    return build_decoder("lstm", config, d_model)
-
-
-def gru_decoder(config: RecurrentDecoderConfig, d_model: int) -> RecurrentDecoder:
-    """The ``gru`` decoder."""
-    return build_decoder("gru", config, d_model)

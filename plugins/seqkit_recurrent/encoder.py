@@ -129,18 +129,3 @@ def build_encoder(cell: str, config: RecurrentEncoderConfig, d_model: int) -> Re
         bidirectional=config.bidirectional,
         nonlinearity=config.nonlinearity if isinstance(config, RNNEncoderConfig) else "tanh",
     )
-
-
-def rnn_encoder(config: RNNEncoderConfig, d_model: int) -> RecurrentEncoder:
-    """The ``rnn`` encoder: Elman RNN, tanh or relu."""
-    return build_encoder("rnn", config, d_model)
-
-
-def lstm_encoder(config: RecurrentEncoderConfig, d_model: int) -> RecurrentEncoder:
-    """The ``lstm`` encoder; its state is (h, c)."""
-    return build_encoder("lstm", config, d_model)
-
-
-def gru_encoder(config: RecurrentEncoderConfig, d_model: int) -> RecurrentEncoder:
-    """The ``gru`` encoder."""
-    return build_encoder("gru", config, d_model)
