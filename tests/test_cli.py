@@ -143,3 +143,14 @@ def test_config_check_runs_the_component_factories(run, tmp_path):
     path.write_text('[model]\nd_model = 64\n[model.encoder]\nname = "transformer"\nheads = 5\n')
     assert_one_line_error(run("config", "check", str(path)),
                           "model.encoder.heads: 5 does not divide d_model 64")
+
+
+def test_the_readme_config_example_is_valid(run, tmp_path):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("## Configuration", 1)[1].split("```toml", 1)[1].split("```", 1)[0]
+    path = tmp_path / "readme.toml"
+    path.write_text(example)
+    result = run("config", "check", str(path))
+    assert result.exit_code == 0, result.output
