@@ -97,7 +97,7 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def resume(self, path: Path) -> None:
-        tensors, meta = ckpt.load_tensors(path)
+        tensors, _ = ckpt.load_tensors(path)
         ckpt.load_weights(self.model, tensors, path)
         trainer_path = self.folder.trainer_path(path)
         state, info = ckpt.load_tensors(trainer_path)
@@ -105,7 +105,8 @@ class Trainer:
         torch.set_rng_state(state["rng.cpu"])
         if torch.cuda.is_available() and "rng.cuda" in state:
             torch.cuda.set_rng_state(state["rng.cuda"])
-        self.scaler.load_state_dict(info["scaler"]) if info.get("scaler") else None
+        if info.get("scaler"):
+            self.scaler.load_state_dict(info["scaler"])
         self.progress = Progress(**info["progress"])
         self.sampler.load_state_dict(self.progress.sampler)
         self.events.message(f"resumed from {path} at step {self.progress.step}")
