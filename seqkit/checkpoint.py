@@ -4,13 +4,18 @@ A model file holds the weights (tied weights stored once) and, in the safetensor
 document under the key ``seqkit``: format version, seqkit version, the resolved config as TOML,
 the task's state (tokenizers, labels) and the plugin, distribution and version behind each
 component. A trainer file beside it holds the optimizer moments, RNG state, step and data position.
+
+Every file carries a CRC-32 of its contents (tensor names, dtypes, shapes and bytes, and the JSON
+document) in its header, so a flipped bit anywhere is an error on load, not a silently wrong weight.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +30,7 @@ from seqkit.errors import CheckpointError
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # what safetensors itself accepts
+CHECKSUM_KEY = "seqkit_crc32"  # beside "seqkit" in the safetensors header's __metadata__
 
 
 # -- files --------------------------------------------------------------------------------------
@@ -33,12 +39,22 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024  # what safetensors itself accepts
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one:
     a temporary file in the same folder, fsync, rename, fsync of the folder."""
+    _atomic(path, lambda f: f.write(data))
+
+
+def atomic_copy(source: Path, path: Path) -> None:
+    """Copy ``source`` to ``path`` as ``atomic_write`` writes, without holding it in memory."""
+    with Path(source).open("rb") as src:
+        _atomic(Path(path), lambda f: shutil.copyfileobj(src, f, 1 << 20))
+
+
+def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,15 +74,28 @@ def _umask() -> int:
     return mask
 
 
+def content_crc32(tensors: dict[str, Tensor], text: str = "") -> str:
+    """CRC-32 (hex) of the tensors' names, dtypes, shapes and bytes, in name order, and ``text``."""
+    crc = zlib.crc32(text.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        crc = zlib.crc32(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode(), crc)
+        crc = zlib.crc32(tensor.reshape(-1).view(torch.uint8).numpy(), crc)
+    return f"{crc:08x}"
+
+
 def save_tensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Tensors plus a JSON document, as one safetensors file, atomically."""
+    """Tensors plus a JSON document, as one safetensors file with its checksum, atomically."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write(path, save_bytes(tensors, metadata={"seqkit": json.dumps(meta)}))
+    text = json.dumps(meta)
+    metadata = {"seqkit": text, CHECKSUM_KEY: content_crc32(tensors, text)}
+    atomic_write(path, save_bytes(tensors, metadata=metadata))
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The tensors and JSON document of a safetensors file, checked before anything large is
-    allocated: a header claiming an absurd size or a truncated file is a one-line error."""
+    """The tensors and JSON document of a file written by ``save_tensors``. The sizes are checked
+    before anything large is allocated (a header claiming an absurd size, a truncated file), then
+    the checksum (a flipped bit): each is a one-line CheckpointError naming the file."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -86,11 +115,21 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
                                       f"(expected {8 + header_len + end} bytes, found {size})")
             f.seek(0)
             tensors = load_bytes(f.read())
+        metadata = header.get("__metadata__") or {}
+        text, checksum = metadata.get("seqkit", ""), metadata.get(CHECKSUM_KEY)
+        if checksum is None:
+            raise CheckpointError(f"{path}: no {CHECKSUM_KEY} checksum in the header: not written by "
+                                  "seqkit, or corrupt")
+        if content_crc32(tensors, text) != checksum:
+            raise CheckpointError(f"{path}: corrupt file: its contents do not match their checksum")
+        meta = json.loads(text)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
-    meta = json.loads((header.get("__metadata__") or {}).get("seqkit", "{}"))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable safetensors file: {detail}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt file: its seqkit metadata is not a JSON object")
     return tensors, meta
 
 

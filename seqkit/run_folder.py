@@ -10,8 +10,8 @@ RUN/best.safetensors                             the best model so far (by train
 from __future__ import annotations
 
 import json
+import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from seqkit.interfaces import Task
 from seqkit.plugins import PluginManager
 
 _STEP = re.compile(r"^step-(\d+)\.safetensors$")
+log = logging.getLogger(__name__)
 
 
 class RunFolder:
@@ -54,10 +55,46 @@ class RunFolder:
             try:
                 ckpt.load_tensors(path)
                 ckpt.load_tensors(self.trainer_path(path))
-            except CheckpointError:
+            except CheckpointError as exc:
+                log.warning("skipping a checkpoint that does not read back: %s", exc)
                 continue
             return path
         return None
+
+    def agreed_checkpoint(self, group) -> Path | None:
+        """``latest_checkpoint()`` as rank 0 sees it, on every rank of a distributed ``group``; a rank
+        that cannot see that file (another machine without a shared run folder) is an error."""
+        latest = self.latest_checkpoint() if group.is_main else None
+        step = group.broadcast_json(None if latest is None else int(_STEP.match(latest.name).group(1)))
+        if step is None:
+            return None
+        path = self.checkpoint_path(step)
+        if not group.is_main and not (path.exists() and self.trainer_path(path).exists()):
+            raise CheckpointError(f"{path}: rank {group.rank} cannot see the checkpoint rank 0 resumes "
+                                  "from; the run folder must be on a file system every machine shares")
+        return path
+
+    def remove_temporaries(self) -> None:
+        """Delete the temporary files of writes a crash cut short (only the writer may call this)."""
+        for folder in (self.root, self.checkpoints):
+            if folder.is_dir():
+                for path in folder.glob(".*.tmp"):
+                    path.unlink(missing_ok=True)
+
+    def rewind_metrics(self, step: int) -> None:
+        """Keep the metrics.jsonl records of steps up to ``step`` (the checkpoint a run resumes
+        from): records a crashed run wrote after it are logged again, and a torn last line goes."""
+        if not self.metrics.exists():
+            return
+        kept = []
+        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("step", 0) <= step:
+                kept.append(line + "\n")
+        ckpt.atomic_write(self.metrics, "".join(kept).encode())
 
     def prune(self, keep_last: int) -> None:
         """Keep the newest ``keep_last`` checkpoints (best.safetensors is a separate copy)."""
@@ -66,9 +103,7 @@ class RunFolder:
             path.unlink(missing_ok=True)
 
     def set_best(self, path: Path) -> None:
-        tmp = self.best.with_name(".best.safetensors.tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(self.best)
+        ckpt.atomic_copy(path, self.best)
 
     def write_config(self, config: RunConfig) -> None:
         ckpt.atomic_write(self.config, config_to_toml(config).encode())
