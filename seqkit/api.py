@@ -12,8 +12,10 @@ from typing import Any
 import torch
 
 from seqkit import checkpoint as ckpt
+from seqkit.backends import get_backend
 from seqkit.config import RunConfig, load_config
 from seqkit.data import encode_split
+from seqkit.distributed import process_group
 from seqkit.errors import CheckpointError, ConfigError
 from seqkit.evaluate import evaluate
 from seqkit.interfaces import PAD, Task
@@ -70,7 +72,9 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
           manager: PluginManager | None = None, test: bool = True, samples: int = 5,
           **kwargs: Any) -> RunResult:
     """Train (or resume, when ``out`` holds a checkpoint), then evaluate the best model on the test
-    split and decode a few samples. ``out`` defaults to runs/<config file name>."""
+    split and decode a few samples. ``out`` defaults to runs/<config file name>. Under torchrun
+    every process calls this; they train together, and rank 0 alone writes the run folder and
+    evaluates on the test split (the others return an empty ``test``)."""
     manager = manager or make_plugin_manager()
     resolved = resolve_config(config, overrides, kwargs, manager)
     if out is None:
@@ -78,18 +82,27 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         out = Path("runs") / stem
     folder = RunFolder(Path(out))
     task = build_task(resolved, manager)
-    latest = folder.latest_checkpoint()
-    if latest is not None:
-        task.load_state_dict(ckpt.load_tensors(latest)[1]["task_state"])
-    else:
-        task.fit(task.examples("train"))
-    trainer = Trainer(resolved, folder, task, manager, events)
-    if latest is not None:
-        trainer.resume(latest)
-    folder.write_config(resolved)
-    summary = trainer.train()
+    # under torchrun: one process of several, joined over the backend's torch.distributed backend
+    with process_group(get_backend(resolved.backend, manager)) as group:
+        latest = folder.agreed_checkpoint(group)
+        if latest is not None:
+            task.load_state_dict(ckpt.load_tensors(latest)[1]["task_state"])
+        else:
+            if group.is_main:
+                task.fit(task.examples("train"))
+            state = group.broadcast_json(task.state_dict() if group.is_main else None)
+            if not group.is_main:  # one vocabulary for all ranks, whatever fit() would do on each
+                task.load_state_dict(state)
+        trainer = Trainer(resolved, folder, task, manager, events, group)
+        if latest is not None:
+            trainer.resume(latest)
+        if group.is_main:
+            folder.remove_temporaries()  # left by a crash in the middle of a write
+            folder.rewind_metrics(trainer.progress.step)
+            folder.write_config(resolved)
+        summary = trainer.train()
     result = RunResult(folder.root, summary)
-    if test and "test" in task.splits():
+    if test and group.is_main and "test" in task.splits():
         model = load(folder.root, manager=manager)
         result.test, result.samples = model.evaluate("test", samples=samples)
     return result

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -15,6 +17,10 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH
                           help="Override a config value; VALUE is TOML (bare words are strings).")
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                           help="Run folder (default: runs/<config name>); resumes if it holds a checkpoint.")
+nproc_option = click.option("--nproc", metavar="N",
+                            help="Train with N processes on this machine under DistributedDataParallel: "
+                                 "starts torchrun (--standalone --nproc-per-node N) with this command. "
+                                 "Each step then takes N times the batches.")
 
 
 class TerminalEvents:
@@ -53,13 +59,90 @@ def _events():
 def _train(ctx: click.Context, config: str, overrides, out, test: bool):
     from seqkit.api import train
     from seqkit.cli import plugin_manager
+    from seqkit.distributed import launched, launched_rank
 
+    main = launched_rank() == 0
     try:
-        return train(config, out=out, overrides=overrides, events=_events(), manager=plugin_manager(ctx),
-                     test=test)
+        return train(config, out=out, overrides=overrides, events=_events() if main else None,
+                     manager=plugin_manager(ctx), test=test)
     except KeyboardInterrupt:
-        click.echo("seqkit: interrupted; the last step is saved: run the same command to resume", err=True)
+        if main:
+            saved = ("the last checkpoint is kept" if launched() else "the last step is saved")
+            click.echo(f"seqkit: interrupted; {saved}: run the same command to resume", err=True)
         ctx.exit(130)
+
+
+def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: Path | None) -> bool:
+    """With --nproc N > 1, run this same command in N processes under torchrun and exit with its
+    status; False when this process should train by itself."""
+    from seqkit.distributed import launched
+
+    if nproc is None:
+        return False
+    try:
+        count = int(nproc)
+    except ValueError:
+        raise SeqkitError(f"--nproc: must be a whole number of processes, got {nproc!r}") from None
+    if count < 1:
+        raise SeqkitError(f"--nproc: must be at least 1, got {count}")
+    if launched():
+        raise SeqkitError("--nproc: this process was started by torchrun already (RANK is set); "
+                          "leave --nproc out")
+    if count == 1:
+        return False
+    _check_config(ctx, config, overrides)  # bad input is one line here, not one per process
+    root = ctx.find_root()
+    argv = [*(["--debug"] if root.params.get("debug") else []),
+            *(arg for name in root.params.get("disable_plugin") or () for arg in ("--disable-plugin", name)),
+            ctx.info_name, config, *(arg for value in overrides for arg in ("--set", value)),
+            *(["--out", str(out)] if out is not None else [])]
+    ctx.exit(_torchrun(count, argv, debug=bool(root.params.get("debug"))))
+    return True
+
+
+def _check_config(ctx: click.Context, config: str, overrides) -> None:
+    from seqkit.api import build_task
+    from seqkit.cli import plugin_manager
+    from seqkit.config import load_config
+    from seqkit.model import check_components
+
+    manager = plugin_manager(ctx)
+    resolved = load_config(config, overrides, manager=manager)
+    check_components(resolved.model, manager)
+    build_task(resolved, manager)
+
+
+def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:
+    """``torchrun --standalone --nproc-per-node NPROC -m seqkit ARGV``, run by torchrun's own code in
+    this process; the exit status of the first process that failed (2 for a seqkit error, which
+    that process printed as one line), 130 on Ctrl-C."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    if not debug:  # torchrun's own log lines repeat what the failing process printed
+        quiet = logging.getLogger("torch.distributed")
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
+    threads = os.environ.get("OMP_NUM_THREADS")
+    if threads is None:  # torchrun would set 1 (and warn); share the cores out instead
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    try:
+        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "seqkit", *argv]))
+    except ChildFailedError as exc:
+        _, failure = exc.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    except SignalException:
+        return 130
+    except Exception as exc:  # rendezvous and launch failures
+        if debug:
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise SeqkitError(f"torchrun: {type(exc).__name__}: {detail}") from None
+    finally:
+        if threads is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+    return 0
 
 
 def _short(value, width: int = 100) -> str:
@@ -72,11 +155,22 @@ def _short(value, width: int = 100) -> str:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @out_option
+@nproc_option
 @click.pass_context
-def run(ctx: click.Context, config: str, overrides, out) -> None:
+def run(ctx: click.Context, config: str, overrides, out, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint), evaluate the best model on
-    the test split, print sample outputs and a summary."""
+    the test split, print sample outputs and a summary.
+
+    With --nproc N (or started by torchrun) the processes train one model together; only rank 0
+    writes the run folder and prints.
+    """
+    from seqkit.distributed import launched_rank
+
+    if _launch(ctx, nproc, config, overrides, out):
+        return
     result = _train(ctx, config, overrides, out, test=True)
+    if launched_rank() != 0:
+        return
     for sample in result.samples:
         click.echo(f"  {_short(sample['source'])}\n    -> {_short(sample['prediction'])}"
                    f"   (reference: {_short(sample['reference'])})")
@@ -92,10 +186,18 @@ def run(ctx: click.Context, config: str, overrides, out) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @out_option
+@nproc_option
 @click.pass_context
-def train_command(ctx: click.Context, config: str, overrides, out) -> None:
-    """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation."""
+def train_command(ctx: click.Context, config: str, overrides, out, nproc) -> None:
+    """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation.
+    --nproc N trains with N processes, as for `seqkit run`."""
+    from seqkit.distributed import launched_rank
+
+    if _launch(ctx, nproc, config, overrides, out):
+        return
     result = _train(ctx, config, overrides, out, test=False)
+    if launched_rank() != 0:
+        return
     click.echo(f"run folder: {result.folder}  steps: {result.summary['step']}  "
                f"best step: {result.summary['best_step']}")
 

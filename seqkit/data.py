@@ -201,6 +201,16 @@ class TokenBatchSampler:
         return batches
 
 
+def step_batches(batches: Iterator[list[int]], accumulate: int, rank: int = 0,
+                 world_size: int = 1) -> list[list[int]]:
+    """This process's batches for one optimizer step. A step takes ``accumulate * world_size``
+    consecutive batches of the one global order, and rank r gets batches r, r + W, r + 2W, ... of
+    them. Every rank draws the same global order, so the sampler's (epoch, index) counts global
+    batches and a run resumes on any number of processes with the same data order."""
+    drawn = [next(batches) for _ in range(accumulate * world_size)]
+    return drawn[rank::world_size]
+
+
 # -- collating ----------------------------------------------------------------------------------
 
 

@@ -1,11 +1,14 @@
 """Losses and evaluation: loss, perplexity and token accuracy from the model's outputs, then the
-task's own metrics (exact match, BLEU, chrF, accuracy, ...) on decoded predictions."""
+task's own metrics (exact match, BLEU, chrF, accuracy, ...) on decoded predictions.
+
+In a distributed run each rank evaluates every W-th batch; the loss sums and counts are summed over
+the ranks and the decoded predictions gathered, so every rank gets the metrics one process would."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +17,9 @@ from torch import Tensor
 from seqkit.data import EncodedSplit, TokenBatchSampler
 from seqkit.interfaces import PAD, Batch, Task
 from seqkit.model import SeqModel
+
+if TYPE_CHECKING:
+    from seqkit.distributed import Group
 
 TOKEN_KINDS = ("seq2seq", "language_model")
 LOWER_IS_BETTER = {"loss", "ppl", "mse", "mae"}
@@ -49,6 +55,14 @@ def loss_parts(model: SeqModel, batch: Batch, label_smoothing: float = 0.0) -> L
     return LossParts(loss, torch.tensor(batch.target.numel()), torch.tensor(0))
 
 
+def target_count(kind: str, batch: Batch) -> int:
+    """What ``loss_parts`` counts in ``batch`` (known before the forward pass): predicted target
+    tokens for token models, sequences or values otherwise."""
+    if kind in TOKEN_KINDS:
+        return int((batch.target[:, 1:] != PAD).sum())
+    return batch.target.numel()
+
+
 @torch.inference_mode()
 def predict(model: SeqModel, batch: Batch, max_len: int) -> list[Tensor]:
     """Model outputs of each example, ready for ``task.decode``: greedy token ids, class index or
@@ -67,12 +81,15 @@ def predict(model: SeqModel, batch: Batch, max_len: int) -> list[Tensor]:
 @torch.inference_mode()
 def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: int, max_len: int,
              device: torch.device | str = "cpu", decode_limit: int = 0,
-             autocast=None) -> tuple[dict[str, float], list[Any]]:
+             autocast=None, group: Group | None = None) -> tuple[dict[str, float], list[Any]]:
     """Loss, perplexity (token tasks), token accuracy or accuracy, then the task's metrics on
     predictions of the first ``decode_limit`` examples (0: all) against their raw targets. Returns
-    the metrics and the decoded predictions, in split order."""
-    batches = [split.batch(indices).to(device)
-               for indices in TokenBatchSampler(split.sizes, batch_tokens).ordered_batches()]
+    the metrics and the decoded predictions, in split order. With a distributed ``group`` every
+    rank must call this; each evaluates its share and all get the same result."""
+    ordered = TokenBatchSampler(split.sizes, batch_tokens).ordered_batches()
+    if group is not None:
+        ordered = ordered[group.rank::group.world_size]
+    batches = [split.batch(indices).to(device) for indices in ordered]
     references = [example.target for example in split.examples]
     was_training = model.training
     model.eval()
@@ -97,6 +114,9 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
                     predictions[index] = task.decode(output)
     finally:
         model.train(was_training)
+    if group is not None and group.active:
+        loss, count, correct = group.sum(loss, count, correct)
+        predictions = _gather(group, predictions, task)
     metrics = {"loss": loss / max(count, 1)}
     if model.kind in TOKEN_KINDS:
         metrics["ppl"] = math.exp(min(metrics["loss"], 50.0))
@@ -107,6 +127,18 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
     if ordered:
         metrics.update(task.metrics(ordered, [references[i] for i in sorted(predictions)]))
     return metrics, ordered
+
+
+def _gather(group: Group, predictions: dict[int, Any], task: Task) -> dict[int, Any]:
+    """Every rank's decoded predictions, by example index, on every rank (sent as JSON)."""
+    from seqkit.distributed import DistributedError
+
+    try:
+        parts = group.all_gather_json(sorted(predictions.items()))
+    except DistributedError as exc:
+        raise DistributedError(f"task {type(task).__name__}: decode() must return JSON values (text, "
+                               f"numbers, lists) in a distributed run; {exc}") from None
+    return {index: prediction for part in parts for index, prediction in part}
 
 
 def _select(batch: Batch, rows: list[int]) -> Batch:

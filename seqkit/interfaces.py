@@ -279,6 +279,11 @@ class Backend(abc.ABC):
     def device(self, index: int | None = None) -> torch.device:
         """The torch device (``index`` picks one of several, e.g. the local rank)."""
 
+    def use_device(self, local_rank: int) -> torch.device:
+        """The device of the process with ``local_rank`` on this machine in a distributed run, made
+        this process's current device where the backend has one (CUDA: ``cuda:local_rank``)."""
+        return self.device(local_rank)
+
     @abc.abstractmethod
     def device_name(self) -> str:
         """A human-readable name of the device, e.g. "NVIDIA H100 80GB HBM3"."""

@@ -3,11 +3,18 @@ evaluation, checkpoints, early stopping, exact resume, Ctrl-C and NaN safety.
 
 A run folder holds ``config.toml``, ``metrics.jsonl``, ``checkpoints/step-NNNNNNN{,.trainer}.safetensors``
 (the last ``keep_last``) and ``best.safetensors``. Resuming on CPU from a checkpoint at step k ends
-with the same weights, bit for bit, as a run that never stopped.
+with the same weights, bit for bit, as a run that never stopped (also after kill -9).
+
+Distributed (``Group`` active): the model runs under DistributedDataParallel, each rank takes its
+share of every step's batches (``step_batches``), the loss is divided by the token count of the
+whole step on all ranks, so the gradient is the one a single process would get from the union of
+the ranks' batches. Evaluation is shared out and summed; rank 0 alone logs and writes checkpoints,
+and the other ranks wait for it at a barrier.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -21,9 +28,10 @@ import torch
 from seqkit import checkpoint as ckpt
 from seqkit.backends import get_backend, resolve_precision
 from seqkit.config import RunConfig
-from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split
+from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split, step_batches
+from seqkit.distributed import Group, data_parallel
 from seqkit.errors import SeqkitError
-from seqkit.evaluate import evaluate, is_better, loss_parts
+from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
 from seqkit.interfaces import Task
 from seqkit.model import SeqModel, build_model, count_parameters
 from seqkit.plugins import PluginManager
@@ -71,17 +79,28 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    """The RNG seed of rank ``rank`` > 0 (dropout differs between ranks; rank 0 keeps ``seed``)."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % 2**63
+
+
 class Trainer:
     def __init__(self, config: RunConfig, folder: RunFolder, task: Task, manager: PluginManager,
-                 events: Events | None = None):
-        self.config, self.folder, self.task, self.events = config, folder, task, events or Events()
+                 events: Events | None = None, group: Group | None = None):
         self.backend = get_backend(config.backend, manager)
+        self.group = group or Group(device=self.backend.device())
+        self.config, self.folder, self.task = config, folder, task
+        self.events = (events or Events()) if self.group.is_main else Events()  # rank 0 alone reports
         self.precision = resolve_precision(self.backend, config.precision)
-        self.device = self.backend.device()
+        self.device = self.group.device
         self.manager = manager
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed)  # the same initial weights on every rank
         self.model: SeqModel = build_model(config.model, task.model_shape(), manager).to(self.device)
-        self.step_model = torch.compile(self.model) if config.train.compile else self.model
+        if self.group.rank:
+            torch.manual_seed(rank_seed(config.seed, self.group.rank))
+        self.parallel = data_parallel(self.model, self.group) if self.group.active else None
+        module = self.parallel or self.model
+        self.step_model = torch.compile(module) if config.train.compile else module
         fused = {"fused": True} if self.device.type == "cuda" else {}
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.train.lr,
                                            betas=config.train.betas,
@@ -97,61 +116,80 @@ class Trainer:
     # -- checkpoints ----------------------------------------------------------------------------
 
     def resume(self, path: Path) -> None:
+        """Continue from checkpoint ``path`` (on any number of processes: the data position counts
+        global batches; a rank the checkpoint has no RNG state for gets a fresh seed)."""
         tensors, _ = ckpt.load_tensors(path)
         ckpt.load_weights(self.model, tensors, path)
         trainer_path = self.folder.trainer_path(path)
         state, info = ckpt.load_tensors(trainer_path)
         ckpt.restore_optimizer(self.optimizer, state, info["optimizer"])
-        torch.set_rng_state(state["rng.cpu"])
-        if torch.cuda.is_available() and "rng.cuda" in state:
-            torch.cuda.set_rng_state(state["rng.cuda"])
+        self.progress = Progress(**info["progress"])
+        rank = self.group.rank
+        suffix = f".{rank}" if rank else ""
+        if f"rng.cpu{suffix}" in state:
+            torch.set_rng_state(state[f"rng.cpu{suffix}"])
+        else:
+            torch.manual_seed(rank_seed(self.config.seed, rank, self.progress.step))
+        if torch.cuda.is_available() and f"rng.cuda{suffix}" in state:
+            torch.cuda.set_rng_state(state[f"rng.cuda{suffix}"])
         if info.get("scaler"):
             self.scaler.load_state_dict(info["scaler"])
-        self.progress = Progress(**info["progress"])
         self.sampler.load_state_dict(self.progress.sampler)
         self.events.message(f"resumed from {path} at step {self.progress.step}")
 
     def save(self, metrics: dict[str, float] | None = None) -> Path:
+        """Write a checkpoint of this step; every rank calls it (RNG states and a weights checksum
+        are gathered), rank 0 writes, the others wait until the files are complete."""
         step = self.progress.step
         self.progress.sampler = self.sampler.state_dict()
-        meta = model_meta(self.config, self.task, self.manager, step=step, metrics=metrics)
         path = self.folder.checkpoint_path(step)
-        tensors, optimizer_meta = ckpt.optimizer_tensors(self.optimizer)
-        tensors["rng.cpu"] = torch.get_rng_state()
+        rng = {"rng.cpu": self.group.all_gather(torch.get_rng_state())}
         if torch.cuda.is_available():
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        info = {"optimizer": optimizer_meta, "progress": self.progress.__dict__,
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
-        # trainer state first: a model file without its trainer file is never taken for resume
-        ckpt.save_tensors(self.folder.trainer_path(path), tensors, info)
-        ckpt.save_model(path, self.model, meta)
-        self.folder.prune(self.config.train.keep_last)
+            rng["rng.cuda"] = self.group.all_gather(torch.cuda.get_rng_state())
+        replicas = self._check_replicas(step)
+        if self.group.is_main:
+            tensors, optimizer_meta = ckpt.optimizer_tensors(self.optimizer)
+            for key, states in rng.items():
+                tensors.update({key + (f".{rank}" if rank else ""): s for rank, s in enumerate(states)})
+            info = {"optimizer": optimizer_meta, "progress": self.progress.__dict__,
+                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                    "world_size": self.group.world_size, "replicas": replicas}
+            meta = model_meta(self.config, self.task, self.manager, step=step, metrics=metrics)
+            # trainer state first: a model file without its trainer file is never taken for resume
+            ckpt.save_tensors(self.folder.trainer_path(path), tensors, info)
+            ckpt.save_model(path, self.model, meta)
+            self.folder.prune(self.config.train.keep_last)
+        self.group.barrier()
         return path
+
+    def _check_replicas(self, step: int) -> list[str]:
+        """The weights checksum of every rank; DistributedDataParallel keeps them equal, and a run
+        whose ranks drifted apart stops here rather than saving one rank's view."""
+        if not self.group.active:
+            return []
+        mine = int(ckpt.content_crc32(self.model.state_dict()), 16)
+        found = [f"{int(t):08x}" for t in self.group.all_gather(torch.tensor([mine], dtype=torch.int64))]
+        if len(set(found)) > 1:
+            raise TrainingError(f"step {step}: the ranks hold different weights (checksums "
+                                f"{', '.join(found)}); training stopped")
+        return found
 
     # -- the loop -------------------------------------------------------------------------------
 
     def train(self) -> dict[str, Any]:
         t = self.config.train
         batches = iter(self.sampler)
-        autocast = self.backend.autocast(self.precision)
         last_saved = -1
         busy, tokens = 0.0, 0  # seconds in training steps (not evaluation), target tokens seen
         try:
             while self.progress.step < t.steps:
                 step = self.progress.step + 1
                 started = time.perf_counter()
-                for group in self.optimizer.param_groups:
-                    group["lr"] = learning_rate(self.config, step)
+                for param_group in self.optimizer.param_groups:
+                    param_group["lr"] = learning_rate(self.config, step)
                 self.model.train()
-                total = 0.0
-                for _ in range(t.accumulate):
-                    batch = self.train_split.batch(next(batches)).to(self.device)
-                    with autocast:
-                        parts = loss_parts(self.step_model, batch, t.label_smoothing)
-                    loss = parts.loss / parts.count.clamp(min=1) / t.accumulate
-                    self.scaler.scale(loss).backward()
-                    total += loss.item()
-                    tokens += int(parts.count)
+                total, count = self._forward_backward(batches)
+                tokens += count
                 if not math.isfinite(total):
                     raise TrainingError(self._nan_message(step, total))
                 if t.clip_norm > 0:
@@ -164,7 +202,7 @@ class Trainer:
                 busy += time.perf_counter() - started
                 rate = tokens / max(busy, 1e-9)  # training throughput since this process started
                 self.events.step(step, t.steps, total, rate)
-                if step % t.log_every == 0:
+                if step % t.log_every == 0 and self.group.is_main:
                     self.folder.log({"step": step, "loss": total, "lr": learning_rate(self.config, step),
                                      "tokens_per_s": rate})
                 if step % t.eval_every == 0 or step == t.steps:
@@ -175,12 +213,38 @@ class Trainer:
                                             f"improved for {t.patience} evaluations")
                         break
         except KeyboardInterrupt:
-            if self.progress.step != last_saved:
+            # the other ranks may be inside a collective: a distributed run resumes from its last
+            # periodic checkpoint instead
+            if self.progress.step != last_saved and not self.group.active:
                 path = self.save()
                 self.events.message(f"interrupted: saved {path}")
             raise
         return {"step": self.progress.step, "best_step": self.progress.best_step,
-                "best": {t.best_metric: self.progress.best_value}, "parameters": self.parameters}
+                "best": {t.best_metric: self.progress.best_value}, "parameters": self.parameters,
+                "world_size": self.group.world_size}
+
+    def _forward_backward(self, batches) -> tuple[float, int]:
+        """Forward and backward over this rank's batches of one step; returns the step's loss per
+        counted target (over all ranks) and the number counted. Each loss is divided by the whole
+        step's count (all ranks, all accumulated batches) times the world size, which undoes the
+        averaging of DistributedDataParallel: the gradient is that of one process seeing every
+        batch of the step."""
+        t, group = self.config.train, self.group
+        mine = [self.train_split.batch(indices) for indices in
+                step_batches(batches, t.accumulate, group.rank, group.world_size)]
+        count = int(group.sum(sum(target_count(self.model.kind, batch) for batch in mine))[0])
+        per_rank = max(count, 1) / group.world_size
+        autocast = self.backend.autocast(self.precision)
+        summed = 0.0
+        for i, batch in enumerate(mine):
+            last = i == len(mine) - 1  # gradients are all-reduced once, after the last batch
+            no_sync = self.parallel is not None and not last
+            with self.parallel.no_sync() if no_sync else contextlib.nullcontext():
+                with autocast:
+                    parts = loss_parts(self.step_model, batch.to(self.device), t.label_smoothing)
+                self.scaler.scale(parts.loss / per_rank).backward()
+            summed += parts.loss.item()
+        return group.sum(summed)[0] / max(count, 1), count
 
     def _evaluate_and_save(self, step: int) -> bool:
         """Evaluate on valid (or train when there is none), checkpoint, track the best; True when
@@ -200,16 +264,18 @@ class Trainer:
             self.progress.bad_evals += 1
         self.progress.history.append({"step": step, **metrics})
         path = self.save(metrics)
-        if improved:
-            self.folder.set_best(path)
-        self.folder.log({"step": step, "eval": name, **metrics})
+        if self.group.is_main:
+            if improved:
+                self.folder.set_best(path)
+            self.folder.log({"step": step, "eval": name, **metrics})
         self.events.evaluated(step, metrics)
         return t.patience > 0 and self.progress.bad_evals >= t.patience
 
     def evaluate(self, split: EncodedSplit, name: str, decode_limit: int = 0):
         return evaluate(self.model, self.task, split, batch_tokens=self.config.data.batch_tokens,
                         device=self.device, autocast=self.backend.autocast(self.precision),
-                        max_len=self.config.data.max_target_len, decode_limit=decode_limit)
+                        max_len=self.config.data.max_target_len, decode_limit=decode_limit,
+                        group=self.group)
 
     def _nan_message(self, step: int, loss: float) -> str:
         last = self.folder.latest_checkpoint()
@@ -217,4 +283,4 @@ class Trainer:
         return f"loss became {loss} at step {step}; training stopped ({kept}); lower train.lr?"
 
 
-__all__ = ["Events", "Trainer", "TrainingError", "learning_rate"]
+__all__ = ["Events", "Trainer", "TrainingError", "learning_rate", "rank_seed"]

@@ -20,6 +20,10 @@ class CudaBackend(Backend):
     def device(self, index: int | None = None) -> torch.device:
         return torch.device("cuda", torch.cuda.current_device() if index is None else index)
 
+    def use_device(self, local_rank: int) -> torch.device:
+        torch.cuda.set_device(local_rank)  # nccl and current_device() follow it
+        return self.device(local_rank)
+
     def device_name(self) -> str:
         return torch.cuda.get_device_name(self.device())
 

@@ -1,0 +1,179 @@
+"""Training on several processes with PyTorch's own engine: torchrun starts the processes,
+torch.distributed connects them, DistributedDataParallel averages the gradients.
+
+    torchrun --nproc-per-node 2 -m seqkit run CONFIG     (or: seqkit run --nproc 2 CONFIG)
+
+torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in every process it starts;
+``process_group(backend)`` reads them and joins the group over the backend plugin's torch.distributed
+backend (gloo on CPU, nccl on CUDA). Without them seqkit is one process and every collective of
+``Group`` returns its input.
+
+Collectives move tensors only: JSON values travel as UTF-8 bytes in a uint8 tensor, never pickled
+(torch.distributed's ``*_object`` functions unpickle what they receive).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from seqkit.errors import ConfigError, SeqkitError
+from seqkit.interfaces import Backend
+
+log = logging.getLogger(__name__)
+
+TIMEOUT_VARIABLE = "SEQKIT_DISTRIBUTED_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600  # a rank that fails leaves the others waiting at most this long
+
+
+class DistributedError(SeqkitError):
+    """The processes of a distributed run cannot start or disagree."""
+
+
+@dataclass
+class Group:
+    """This process's place in the run: rank ``rank`` of ``world_size`` processes, ``local_rank``
+    on its machine, computing on ``device``. ``active`` when a process group was joined (torchrun
+    started this process); rank 0 alone logs and writes files."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    active: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def sum(self, *values: float) -> list[float]:
+        """Each value summed over the ranks (float64, so counts up to 2**53 stay exact)."""
+        if not self.active:
+            return [float(v) for v in values]
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(tensor)
+        return tensor.tolist()
+
+    def all_gather(self, tensor: Tensor) -> list[Tensor]:
+        """Every rank's ``tensor`` (the same shape and dtype on every rank), on the CPU, by rank."""
+        if not self.active:
+            return [tensor.cpu()]
+        local = tensor.to(self.device).contiguous()
+        parts = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(parts, local)
+        return [part.cpu() for part in parts]
+
+    def all_gather_json(self, value: Any) -> list[Any]:
+        """Every rank's JSON-serializable ``value``, by rank."""
+        if not self.active:
+            return [value]
+        data = _json_bytes(value)
+        sizes = [int(s) for s in self.all_gather(torch.tensor([data.numel()], dtype=torch.int64))]
+        padded = torch.zeros(max(sizes), dtype=torch.uint8)
+        padded[: data.numel()] = data
+        parts = self.all_gather(padded)
+        return [json.loads(bytes(part[:size].numpy())) for part, size in zip(parts, sizes, strict=True)]
+
+    def broadcast_json(self, value: Any) -> Any:
+        """Rank 0's JSON-serializable ``value`` on every rank (other ranks pass anything)."""
+        if not self.active:
+            return value
+        return self.all_gather_json(value if self.is_main else None)[0]
+
+
+class DataParallel(DistributedDataParallel):
+    """DistributedDataParallel that still answers the model's ``kind`` (the loss asks for it)."""
+
+    @property
+    def kind(self) -> str:
+        return self.module.kind
+
+
+def data_parallel(model: nn.Module, group: Group) -> DataParallel:
+    """``model`` under DistributedDataParallel: rank 0's weights are broadcast at the start, and
+    backward averages the gradients over the ranks."""
+    device_ids = [group.device] if group.device.index is not None else None  # None: CPU
+    return DataParallel(model, device_ids=device_ids)
+
+
+def _json_bytes(value: Any) -> Tensor:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise DistributedError(f"cannot send a value between processes: {exc}") from None
+    return torch.frombuffer(bytearray(text.encode()), dtype=torch.uint8)
+
+
+def launched() -> bool:
+    """Whether torchrun (or another launcher setting RANK and WORLD_SIZE) started this process."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def launched_rank() -> int:
+    """This process's rank under torchrun; 0 when it runs alone."""
+    return _env_int("RANK") if launched() else 0
+
+
+def _env_int(name: str) -> int:
+    value = os.environ.get(name, "0")
+    try:
+        return int(value)
+    except ValueError:
+        raise DistributedError(f"environment variable {name}: not an integer: {value!r}") from None
+
+
+def timeout() -> timedelta:
+    """How long a collective waits for the slowest rank before failing (SEQKIT_DISTRIBUTED_TIMEOUT
+    seconds; torchrun also stops every rank as soon as one fails)."""
+    value = os.environ.get(TIMEOUT_VARIABLE, str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if seconds <= 0:
+        raise ConfigError(f"{TIMEOUT_VARIABLE}: must be a positive number of seconds, got {value!r}")
+    return timedelta(seconds=seconds)
+
+
+@contextlib.contextmanager
+def process_group(backend: Backend) -> Iterator[Group]:
+    """Join the process group torchrun describes, over ``backend.distributed_backend``, and leave it
+    at the end (also on errors). Outside torchrun: a one-process Group on ``backend.device()``."""
+    if not launched():
+        yield Group(device=backend.device())
+        return
+    rank, world_size, local_rank = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
+    if not 0 <= rank < world_size:
+        raise DistributedError(f"RANK={rank} is not in [0, WORLD_SIZE={world_size})")
+    device = backend.use_device(local_rank)
+    try:
+        dist.init_process_group(backend.distributed_backend, rank=rank, world_size=world_size,
+                                timeout=timeout())
+    except (RuntimeError, ValueError) as exc:
+        raise DistributedError(f"cannot join the process group ({backend.distributed_backend}, "
+                               f"rank {rank} of {world_size}): {str(exc).splitlines()[0]}") from None
+    log.info("rank %d of %d (local rank %d) on %s over %s", rank, world_size, local_rank, device,
+             backend.distributed_backend)
+    try:
+        yield Group(rank, world_size, local_rank, device, active=True)
+    finally:
+        dist.destroy_process_group()
+
+
+__all__ = ["DataParallel", "DistributedError", "Group", "data_parallel", "launched", "launched_rank",
+           "process_group", "timeout"]
