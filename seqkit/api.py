@@ -3,6 +3,7 @@ The CLI's run, train, eval and generate go through these same functions."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ from seqkit.data import encode_split
 from seqkit.distributed import process_group
 from seqkit.errors import CheckpointError, ConfigError
 from seqkit.evaluate import evaluate
-from seqkit.interfaces import PAD, Task
+from seqkit.generate import SearchConfig
+from seqkit.inference import AttentionMap, Generation, attention_map, score_texts, search
+from seqkit.interfaces import DTYPES, Task
 from seqkit.model import SeqModel, build_model
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.run_folder import RunFolder
@@ -109,32 +112,57 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
 
 
 class Model:
-    """A trained model with its task: ``generate``, ``evaluate``. Safe to call repeatedly: inference
-    mode, no global state changed, nothing printed."""
+    """A trained model with its task: ``generate``, ``score``, ``attention``, ``evaluate``. Safe to
+    call repeatedly from an application: inference mode, no global state changed (sampling uses
+    its own random generator), nothing printed."""
 
     def __init__(self, model: SeqModel, task: Task, config: RunConfig, path: Path, meta: dict[str, Any],
-                 manager: PluginManager):
+                 manager: PluginManager, precision: str = "fp32"):
         self.model, self.task, self.config, self.path, self.meta = model, task, config, path, meta
-        self.manager = manager
+        self.manager, self.precision = manager, precision
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, texts: list[str], max_len: int | None = None) -> list[str]:
-        """Greedy outputs for source texts (seq2seq); an empty source gives an empty output."""
-        from seqkit.generate import greedy
+    def generate(self, texts: list[str], *, beam: int = 1, nbest: int = 1, sample: bool = False,
+                 temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
+                 max_len: int | None = None, min_len: int = 0, length_penalty: float = 0.0,
+                 no_repeat_ngram: int = 0, scores: bool = False, batch_size: int = 64) -> list:
+        """Outputs for source texts (a language model: continuations of prompts, prompt included).
 
-        max_len = max_len or self.config.data.max_target_len
-        sources = [self.task.encode_source(text)[: self.config.data.max_source_len] for text in texts]
-        outputs = [""] * len(texts)
-        rows = [i for i, source in enumerate(sources) if source.size(0) > 0]
-        if rows:
-            source, mask = pad_sources([sources[i] for i in rows])
-            ids = greedy(self.model, source.to(self.device), mask.to(self.device), max_len)
-            for i, row in zip(rows, ids, strict=True):
-                outputs[i] = self.task.decode(torch.tensor(row, dtype=torch.long))
-        return outputs
+        One string per text; with ``scores=True`` a :class:`~seqkit.inference.Generation` (text,
+        total log-probability, token ids) instead; with ``nbest > 1`` a list of ``nbest`` of those
+        per text, best first. ``max_len`` defaults to the config's ``data.max_target_len``. An
+        empty source gives an empty output. A classifier or regressor returns its predictions."""
+        options = SearchConfig(max_len=max_len or self.config.data.max_target_len, min_len=min_len, beam=beam,
+                               nbest=nbest, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
+                               sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        with self.autocast():
+            found = search(self.model, self.task, self.config, texts, options, batch_size)
+        shown = [[g if scores else g.text for g in row] for row in found]
+        return shown if nbest > 1 else [row[0] for row in shown]
+
+    def score(self, sources: list[str] | None, targets: list[str] | None = None,
+              batch_size: int = 64) -> list[float | None]:
+        """Total log-probability of each target given its source, end of sequence included
+        (None for an empty source). A language model scores texts alone: ``score(texts)``."""
+        if targets is None:
+            sources, targets = None, sources
+        with self.autocast():
+            return score_texts(self.model, self.task, self.config, sources, targets, batch_size)
+
+    def attention(self, text: str, **search_options: Any) -> tuple[Generation, AttentionMap]:
+        """The output for one source and where each output token attended in the source."""
+        options = SearchConfig(**{"max_len": self.config.data.max_target_len, **search_options})
+        with self.autocast():
+            return attention_map(self.model, self.task, self.config, text, options)
+
+    def autocast(self):
+        """The precision context generation runs in (fp32: none)."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
 
     def use_data(self, split: str, path: Path) -> None:
         """Read ``split`` from ``path`` (a file in the task's format) from now on."""
@@ -160,19 +188,12 @@ class Model:
         return metrics, shown
 
 
-def pad_sources(sources: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded sources (B, S[, F]) and their mask (B, S)."""
-    from torch.nn.utils.rnn import pad_sequence
-
-    lengths = torch.tensor([s.size(0) for s in sources])
-    padding = 0.0 if sources[0].is_floating_point() else PAD
-    source = pad_sequence(sources, batch_first=True, padding_value=padding)
-    return source, torch.arange(source.size(1)) < lengths[:, None]
-
-
 def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
-         device: str | torch.device = "cpu") -> Model:
-    """A trained model from a run folder (its best checkpoint) or a checkpoint file."""
+         device: str | torch.device = "cpu", precision: str = "fp32") -> Model:
+    """A trained model from a run folder (its best checkpoint) or a checkpoint file, on ``device``,
+    generating in ``precision`` (fp32, bf16 or fp16 autocast)."""
+    if precision not in DTYPES:
+        raise ConfigError(f"precision: must be one of {', '.join(DTYPES)}, got {precision!r}")
     path = Path(run_or_checkpoint)
     if path.is_dir():
         path = RunFolder(path).best if RunFolder(path).best.exists() else RunFolder(path).latest_checkpoint()
@@ -186,4 +207,4 @@ def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
     task.load_state_dict(meta["task_state"])
     model = build_model(config.model, task.model_shape(), manager)
     ckpt.load_weights(model, tensors, path)
-    return Model(model.to(device).eval(), task, config, path, meta, manager)
+    return Model(model.to(device).eval(), task, config, path, meta, manager, precision)

@@ -30,7 +30,8 @@ class CliError(click.ClickException):
 
 
 # built-in verbs whose modules are heavy to import: loaded when used (name -> "module:attribute")
-LAZY_COMMANDS = {"bench": "seqkit.bench_cli:bench"}
+LAZY_COMMANDS = {"bench": "seqkit.bench_cli:bench", "generate": "seqkit.cli_generate:generate",
+                 "score": "seqkit.cli_generate:score"}
 
 
 class SeqkitGroup(click.Group):

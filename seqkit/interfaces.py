@@ -254,6 +254,11 @@ class Task(abc.ABC):
         """The source tensor alone (generation from user input); unknown tokens become UNK."""
         return self.encode(Example(source, None)).source
 
+    def token_strings(self, ids: list[int], side: Literal["source", "target"]) -> list[str]:
+        """The vocabulary entry of each id on one side, for display (attention maps); a task
+        without a vocabulary to show keeps the default, the ids as strings."""
+        return [str(i) for i in ids]
+
     @abc.abstractmethod
     def metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
         """Task metrics of decoded predictions against raw references (exact match as a

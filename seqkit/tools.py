@@ -1,4 +1,4 @@
-"""Utilities on finished runs: checkpoint averaging and loss/metric plots."""
+"""Utilities on finished runs: checkpoint averaging, loss/metric plots, attention maps."""
 
 from __future__ import annotations
 
@@ -67,5 +67,33 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     fig.tight_layout()
     out = Path(out) if out else folder.root / "curves.png"
     fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def plot_attention(attention, out: Path, title: str = "") -> Path:
+    """An attention map (:class:`seqkit.inference.AttentionMap`) as a heatmap PNG: output tokens
+    down, source tokens across, darker where the decoder looked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = attention.weights.numpy()
+    rows, cols = weights.shape
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.45 * cols + 2), max(3.0, 0.4 * rows + 1.5)))
+    image = ax.imshow(weights, cmap="Greys", vmin=0.0, vmax=max(float(weights.max()), 1e-6), aspect="auto")
+    ax.set_xticks(range(cols), attention.source_tokens, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), attention.target_tokens, fontsize=8)
+    ax.set_xlabel("source")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    out = Path(out)
+    if out.parent and not out.parent.exists():
+        raise SeqkitError(f"{out}: the folder {out.parent} does not exist")
+    fig.savefig(out, dpi=120)
     plt.close(fig)
     return out

@@ -21,6 +21,7 @@ from seqkit_tasks.common import (
     require,
     split_path,
     text_of,
+    token_strings,
     token_tensor,
     train_tokenizer,
 )
@@ -96,6 +97,9 @@ class ClassificationTask(Task):
                                 f"labels are {', '.join(map(repr, self.labels))}")
             target = torch.tensor(self._index[label], dtype=torch.long)
         return EncodedExample(source, target)
+
+    def token_strings(self, ids: list[int], side: str) -> list[str]:
+        return token_strings(self.tokenizer, ids)
 
     def decode(self, output: Tensor | int) -> str:
         """A class index (a () tensor or an int) -> its label."""

@@ -87,6 +87,13 @@ def train_tokenizer(config: Any, texts: Iterable[str]) -> Tokenizer:
     return Tokenizer.train(config.tokenizer, texts, config.vocab_size, lowercase=config.lowercase)
 
 
+def token_strings(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
+    """What ``Task.token_strings`` shows: each id's vocabulary entry."""
+    if tokenizer is None:
+        return [str(i) for i in ids]
+    return [tokenizer.id_to_token(i) or str(i) for i in ids]
+
+
 def require(tokenizer: Tokenizer | None, task: str) -> Tokenizer:
     if tokenizer is None:
         raise RuntimeError(f"{task}: call fit() or load_state_dict() before encoding or decoding")

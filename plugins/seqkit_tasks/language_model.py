@@ -21,6 +21,7 @@ from seqkit_tasks.common import (
     require,
     split_path,
     text_of,
+    token_strings,
     train_tokenizer,
 )
 
@@ -85,6 +86,9 @@ class LanguageModelTask(Task):
 
     def decode(self, output: Tensor) -> str:
         return require(self.tokenizer, "language_model").decode(output_ids(output))
+
+    def token_strings(self, ids: list[int], side: str) -> list[str]:
+        return token_strings(self.tokenizer, ids)
 
     def metrics(self, predictions: list[str], references: list[str]) -> dict[str, float]:
         return {}

@@ -29,6 +29,7 @@ from seqkit_tasks.common import (
     framed,
     output_ids,
     text_of,
+    token_strings,
     token_tensor,
 )
 
@@ -103,6 +104,9 @@ class SyntheticTask(Task):
         if example.target is not None:
             target = framed(self.tokenizer.encode(text_of(example.target, example.where, "target")))
         return EncodedExample(token_tensor(source), target)
+
+    def token_strings(self, ids: list[int], side: str) -> list[str]:
+        return token_strings(self.tokenizer, ids)
 
     def decode(self, output: Tensor) -> str:
         return self.tokenizer.decode(output_ids(output))

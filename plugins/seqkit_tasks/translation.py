@@ -23,6 +23,7 @@ from seqkit_tasks.common import (
     require,
     split_path,
     text_of,
+    token_strings,
     token_tensor,
     train_tokenizer,
 )
@@ -115,6 +116,9 @@ class TranslationTask(Task):
 
     def decode(self, output: Tensor) -> str:
         return require(self.target_tokenizer, "translation").decode(output_ids(output))
+
+    def token_strings(self, ids: list[int], side: str) -> list[str]:
+        return token_strings(self.source_tokenizer if side == "source" else self.target_tokenizer, ids)
 
     def metrics(self, predictions: list[str], references: list[str]) -> dict[str, float]:
         """exact_match, bleu, chrf; references are normalized as the target tokenizer sees text

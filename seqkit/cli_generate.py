@@ -1,0 +1,184 @@
+"""The verbs that use a trained model: generate (with attention maps) and score."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import click
+
+from seqkit.errors import ConfigError, SeqkitError
+
+
+def _load(ctx: click.Context, run: Path, backend_name: str, precision: str):
+    from seqkit.api import load
+    from seqkit.backends import get_backend, resolve_precision
+    from seqkit.cli import plugin_manager
+
+    manager = plugin_manager(ctx)
+    backend = get_backend(backend_name, manager)
+    precision = resolve_precision(backend, precision)
+    return load(run, manager=manager, device=backend.device(), precision=precision)
+
+
+def _search_options(**options):
+    from seqkit.generate import SearchConfig
+
+    try:
+        return SearchConfig(**options)
+    except ConfigError as exc:  # name the flag, not the field
+        flag = f"--{exc.key.replace('_', '-')}" if exc.key else "option"
+        raise ConfigError(f"{flag}: {str(exc).removeprefix(f'{exc.key}: ')}") from None
+
+
+def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk = []
+    for line in lines:
+        chunk.append(line.rstrip("\r\n"))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _format(text, score: float | None, with_score: bool) -> str:
+    shown = text if isinstance(text, str) else json.dumps(text)
+    if with_score:
+        return f"{'' if score is None else f'{score:.4f}'}\t{shown}"
+    return shown
+
+
+def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> None:
+    for text, generations in zip(inputs, found, strict=True):
+        if fmt == "jsonl":
+            hypotheses = [{"output": g.text, "score": g.score} for g in generations]
+            record = {"input": text, **(hypotheses[0] if nbest == 1 else {"outputs": hypotheses})}
+            click.echo(json.dumps(record, ensure_ascii=False))
+        else:
+            for g in generations[:nbest]:
+                click.echo(_format(g.text, g.score, with_score))
+    sys.stdout.flush()
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
+              help="Read inputs from this file, one per line ('-': standard input, the default).")
+@click.option("--beam", default=1, show_default=True, help="Beam size (1: greedy search).")
+@click.option("--nbest", default=1, show_default=True, help="Outputs per input, best first (at most --beam).")
+@click.option("--sample", is_flag=True, help="Sample each token instead of searching.")
+@click.option("--temperature", default=1.0, show_default=True, help="Sampling: divide logits by this.")
+@click.option("--top-k", default=0, show_default=True, help="Sampling: keep the k likeliest (0: all).")
+@click.option("--top-p", default=1.0, show_default=True, help="Sampling: keep the top mass p.")
+@click.option("--seed", type=int, help="Sampling: the same seed draws the same outputs.")
+@click.option("--max-len", type=int, help="Most new tokens [default: the config's data.max_target_len].")
+@click.option("--min-len", default=0, show_default=True, help="Fewest new tokens before end of sequence.")
+@click.option("--length-penalty", default=0.0, show_default=True,
+              help="GNMT alpha: beam search ranks by score / ((5 + length) / 6) ** alpha.")
+@click.option("--no-repeat-ngram", default=0, show_default=True, help="No n-gram of this size occurs twice.")
+@click.option("--scores", "with_scores", is_flag=True,
+              help="Text format: prefix each output with its total log-probability and a tab.")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
+              help="text: one output per line (--nbest N: N lines per input); jsonl: one object per input.")
+@click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together.")
+@click.option("--backend", "backend_name", default="auto", show_default=True, help="Device backend.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Autocast precision (auto: the backend's default).")
+@click.option("--interactive", is_flag=True, help="Prompt for one input at a time until end of input.")
+@click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw the output's attention over the source (one input) to this PNG.")
+@click.pass_context
+def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, beam: int, nbest: int,
+             sample: bool, temperature: float, top_k: int, top_p: float, seed: int | None,
+             max_len: int | None, min_len: int, length_penalty: float, no_repeat_ngram: int,
+             with_scores: bool, fmt: str, batch_size: int, backend_name: str, precision: str,
+             interactive: bool, attention_png: Path | None) -> None:
+    """Generate from a run folder's best model (or a checkpoint) for each TEXT, or for each line
+    of --input or standard input, writing one output per line as results are ready. A language
+    model continues each text; a classifier prints its label."""
+    from seqkit.inference import search
+
+    if texts and input_file is not None:
+        raise SeqkitError("give TEXT arguments or --input, not both")
+    if batch_size < 1:
+        raise SeqkitError(f"--batch-size: must be at least 1, got {batch_size}")
+    model = _load(ctx, run, backend_name, precision)
+    options = _search_options(max_len=max_len or model.config.data.max_target_len, min_len=min_len,
+                              beam=beam, nbest=nbest, length_penalty=length_penalty,
+                              no_repeat_ngram=no_repeat_ngram, sample=sample, temperature=temperature,
+                              top_k=top_k, top_p=top_p, seed=seed)
+
+    def run_inputs(inputs: list[str]) -> None:
+        with model.autocast():
+            found = search(model.model, model.task, model.config, inputs, options, batch_size)
+        _emit(inputs, found, fmt, nbest, with_scores)
+
+    if attention_png is not None:
+        _draw_attention(model, list(texts) or [line.rstrip("\r\n") for line in input_file or []], options,
+                        attention_png, fmt, with_scores)
+    elif interactive:
+        _interactive(run_inputs)
+    elif texts:
+        run_inputs(list(texts))
+    else:
+        stream = input_file or sys.stdin
+        for chunk in _chunks(stream, 1 if stream.isatty() else batch_size):
+            run_inputs(chunk)
+
+
+def _interactive(run_inputs) -> None:
+    while True:
+        try:
+            line = input("> " if sys.stdin.isatty() else "")
+        except (EOFError, KeyboardInterrupt):
+            click.echo("", err=True)
+            return
+        run_inputs([line])
+
+
+def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, with_scores: bool) -> None:
+    from seqkit.tools import plot_attention
+
+    if len(inputs) != 1:
+        raise SeqkitError(f"--attention draws one input; got {len(inputs)}")
+    generation, attention = model.attention(inputs[0], **vars(options))
+    _emit(inputs, [[generation]], fmt, 1, with_scores)
+    click.echo(f"attention map: {plot_attention(attention, path, title=inputs[0])}", err=True)
+
+
+@click.command()
+@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Examples in the task's format (translation: source and target; a language model: texts).")
+@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
+              help="text: one total log-probability per line; jsonl: source, target and score.")
+@click.option("--batch-size", default=64, show_default=True, help="Examples scored together.")
+@click.option("--backend", "backend_name", default="auto", show_default=True, help="Device backend.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="fp32",
+              show_default=True, help="Autocast precision.")
+@click.pass_context
+def score(ctx: click.Context, run: Path, data: Path, fmt: str, batch_size: int, backend_name: str,
+          precision: str) -> None:
+    """Total log-probability of each target in --data given its source, end of sequence
+    included (for rescoring, and for checking search): one line per example."""
+    model = _load(ctx, run, backend_name, precision)
+    model.use_data("test", data)
+    examples = list(model.task.examples("test"))
+    sources = None if model.task.model_kind == "language_model" else [e.source for e in examples]
+    targets = [e.target for e in examples]
+    scores = model.score(sources, targets, batch_size=batch_size) if sources is not None else \
+        model.score(targets, batch_size=batch_size)
+    for example, value in zip(examples, scores, strict=True):
+        if fmt == "jsonl":
+            click.echo(json.dumps({"source": example.source, "target": example.target, "score": value},
+                                  ensure_ascii=False))
+        else:
+            click.echo("" if value is None else f"{value:.4f}")
+    known = [v for v in scores if v is not None]
+    if known:
+        mean = sum(known) / len(known)
+        click.echo(f"scored {len(known)} targets: mean log-probability {mean:.4f}", err=True)

@@ -1,0 +1,198 @@
+"""Texts in, texts out: generation, scoring and attention maps for a trained model and its task.
+``seqkit.api.Model`` and the ``generate`` / ``score`` verbs call these."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from seqkit.config import RunConfig
+from seqkit.errors import ConfigError
+from seqkit.generate import Hypothesis, SearchConfig, generate, score
+from seqkit.interfaces import BOS, EOS, PAD, Example, Task
+from seqkit.model import SeqModel
+
+TOKEN_KINDS = ("seq2seq", "language_model")
+
+
+@dataclass
+class Generation:
+    """One output for one input: its text, its total log-probability (None for an empty input,
+    a class or values) and its new token ids."""
+
+    text: str | list[float]
+    score: float | None
+    tokens: list[int]
+
+
+@dataclass
+class Prepared:
+    """Inputs as the model takes them: for each text, its source ids (seq2seq, None when empty)
+    or its prompt ids (a language model)."""
+
+    sources: list[Tensor | None]
+    prompts: list[list[int]]
+
+
+def prepare(task: Task, config: RunConfig, texts: Sequence[str]) -> Prepared:
+    kind, data = task.model_kind, config.data
+    if kind == "language_model":
+        prompts = [task.encode(Example(None, text)).target.tolist()[1:-1] if text else [] for text in texts]
+        return Prepared([None] * len(texts), prompts)
+    sources = []
+    for text in texts:
+        source = task.encode_source(text)[: data.max_source_len] if text != "" else None
+        sources.append(source if source is not None and source.size(0) > 0 else None)
+    return Prepared(sources, [[] for _ in texts])
+
+
+def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str], options: SearchConfig,
+           batch_size: int = 64) -> list[list[Generation]]:
+    """The ``options.nbest`` best outputs of each text, best first. Texts run in batches of
+    similar length; an empty seq2seq source gives one empty output; a language model continues
+    each text (an empty one is generated from nothing) and returns prompt plus continuation."""
+    if model.kind not in TOKEN_KINDS:
+        return [[Generation(value, None, [])] for value in predict(model, task, config, texts, batch_size)]
+    device = next(model.parameters()).device
+    prepared = prepare(task, config, texts)
+    results: list[list[Generation]] = [[Generation("", None, [])] for _ in texts]
+    rows = [i for i in range(len(texts)) if model.kind == "language_model" or prepared.sources[i] is not None]
+    for chunk in _batches(rows, lambda i: _length(prepared, i), batch_size):
+        if model.kind == "language_model":
+            found = generate(model, config=options, prompts=[prepared.prompts[i] for i in chunk])
+        else:
+            source, mask = pad_sources([prepared.sources[i] for i in chunk])
+            found = generate(model, source.to(device), mask.to(device), options)
+        for i, hypotheses in zip(chunk, found, strict=True):
+            results[i] = [_generation(task, prepared.prompts[i], h) for h in hypotheses]
+    return results
+
+
+def _generation(task: Task, prompt: list[int], hypothesis: Hypothesis) -> Generation:
+    text = task.decode(torch.tensor(prompt + hypothesis.tokens, dtype=torch.long))
+    return Generation(text, hypothesis.score, hypothesis.tokens)
+
+
+def _length(prepared: Prepared, i: int) -> int:
+    source = prepared.sources[i]
+    return source.size(0) if source is not None else len(prepared.prompts[i])
+
+
+def _batches(rows: list[int], length, batch_size: int) -> Iterator[list[int]]:
+    """Rows in batches of at most ``batch_size``, longest first so a batch pads little."""
+    ordered = sorted(rows, key=length, reverse=True)
+    for start in range(0, len(ordered), batch_size):
+        yield ordered[start: start + batch_size]
+
+
+def predict(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str],
+            batch_size: int) -> list[str | list[float]]:
+    """A classifier's label or a regressor's values for each source."""
+    device = next(model.parameters()).device
+    outputs: list = [None] * len(texts)
+    prepared = prepare(task, config, texts)
+    empty = [i for i, source in enumerate(prepared.sources) if source is None]
+    if empty:
+        raise ConfigError(f"input {empty[0] + 1}: empty; a {model.kind} needs a source to predict from")
+    with torch.inference_mode():
+        for chunk in _batches(list(range(len(texts))), lambda i: _length(prepared, i), batch_size):
+            source, mask = pad_sources([prepared.sources[i] for i in chunk])
+            values = model(source.to(device), mask.to(device))
+            values = values.argmax(-1) if model.kind == "classifier" else values
+            for i, value in zip(chunk, values.cpu(), strict=True):
+                outputs[i] = task.decode(value)
+    return outputs
+
+
+def score_texts(model: SeqModel, task: Task, config: RunConfig, sources: Sequence[str] | None,
+                targets: Sequence[str], batch_size: int = 64) -> list[float | None]:
+    """Total log-probability of each target given its source (EOS included); None where a
+    seq2seq source is empty. A language model scores the targets alone (``sources`` is None)."""
+    if model.kind not in TOKEN_KINDS:
+        raise ConfigError(f"score: a {model.kind} has no sequence probabilities to score")
+    if model.kind == "seq2seq" and (sources is None or len(sources) != len(targets)):
+        raise ConfigError("score: a seq2seq model needs one source for each target")
+    device = next(model.parameters()).device
+    encoded = []
+    for i, target in enumerate(targets):
+        source = sources[i] if model.kind == "seq2seq" else None
+        if model.kind == "seq2seq" and not source:
+            encoded.append(None)
+            continue
+        example = task.encode(Example(source, target, f"<input {i + 1}>"))
+        cut = example.source[: config.data.max_source_len] if example.source is not None else None
+        encoded.append((cut, example.target))
+    results: list[float | None] = [None] * len(targets)
+    rows = [i for i, e in enumerate(encoded) if e is not None]
+    for chunk in _batches(rows, lambda i: encoded[i][1].size(0), batch_size):
+        width = max(encoded[i][1].size(0) for i in chunk)
+        target = torch.full((len(chunk), width), PAD, dtype=torch.long)
+        for row, i in enumerate(chunk):
+            target[row, : encoded[i][1].size(0)] = encoded[i][1]
+        source = mask = None
+        if model.kind == "seq2seq":
+            source, mask = pad_sources([encoded[i][0] for i in chunk])
+            source, mask = source.to(device), mask.to(device)
+        values = score(model, source, mask, target.to(device))
+        for i, value in zip(chunk, values.tolist(), strict=True):
+            results[i] = value
+    return results
+
+
+@dataclass
+class AttentionMap:
+    """Where each output token looked: ``weights`` (target tokens + EOS, source tokens)."""
+
+    source_tokens: list[str]
+    target_tokens: list[str]
+    weights: Tensor
+
+
+def attention_map(model: SeqModel, task: Task, config: RunConfig, text: str,
+                  options: SearchConfig) -> tuple[Generation, AttentionMap]:
+    """Generate for one source, then run the output back through the decoder with attention
+    recording on: the decoder's attention over the source at every output position."""
+    if model.kind != "seq2seq":
+        raise ConfigError(f"attention: a {model.kind} has no attention over a source to draw")
+    generation = search(model, task, config, [text], options, batch_size=1)[0][0]
+    source = prepare(task, config, [text]).sources[0]
+    if source is None:
+        raise ConfigError("attention: the input is empty; there is nothing to attend to")
+    device = next(model.parameters()).device
+    decoder = model.decoder
+    with torch.inference_mode(), _recording(decoder):
+        mask = torch.ones(1, source.size(0), dtype=torch.bool, device=device)
+        enc = model.encode(source[None].to(device), mask)
+        model.decode(torch.tensor([[BOS, *generation.tokens]], device=device), enc)
+        weights = decoder.attention_weights
+    if weights is None:
+        raise ConfigError(f"attention: decoder {config.model.decoder.name!r} records no attention weights "
+                          "(a recurrent decoder needs attention = \"dot\", \"general\" or \"additive\")")
+    source_tokens = task.token_strings(source.tolist(), "source")
+    target_tokens = [*task.token_strings(generation.tokens, "target"), task.token_strings([EOS], "target")[0]]
+    return generation, AttentionMap(source_tokens, target_tokens, weights[0].float().cpu())
+
+
+@contextlib.contextmanager
+def _recording(decoder):
+    before = decoder.record_attention
+    decoder.record_attention = True
+    try:
+        yield
+    finally:
+        decoder.record_attention = before
+        decoder.attention_weights = None
+
+
+def pad_sources(sources: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """Right-padded sources (B, S[, F]) and their mask (B, S)."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    lengths = torch.tensor([s.size(0) for s in sources])
+    padding = 0.0 if sources[0].is_floating_point() else PAD
+    source = pad_sequence(sources, batch_first=True, padding_value=padding)
+    return source, torch.arange(source.size(1)) < lengths[:, None]

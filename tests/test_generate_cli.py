@@ -1,0 +1,159 @@
+"""`seqkit generate` / `seqkit score` and the Python API's generate, score and attention, on tiny
+trained translation and language models."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import seqkit
+from seqkit.cli import cli
+
+WORDS = ["a", "b", "c", "d", "e"]
+
+
+def pairs(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(count):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(1, 5))]
+        lines.append(f"{' '.join(words)}\t{' '.join(reversed(words))}")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    """A small Transformer that learned to reverse words (trained once for the module)."""
+    root = tmp_path_factory.mktemp("translator")
+    for split, count in (("train", 400), ("test", 20)):
+        (root / f"{split}.tsv").write_text("\n".join(pairs(count, len(split))) + "\n")
+    config = {
+        "seed": 0,
+        "task": {"name": "translation", "train": str(root / "train.tsv"), "test": str(root / "test.tsv"),
+                 "tokenizer": "word", "vocab_size": 20},
+        "model": {"d_model": 32, "encoder": {"name": "transformer", "layers": 1, "heads": 2, "dropout": 0.0},
+                  "decoder": {"name": "transformer", "layers": 1, "heads": 2, "dropout": 0.0}},
+        "data": {"batch_tokens": 256, "max_target_len": 12},
+        "train": {"steps": 500, "lr": 5e-3, "warmup_steps": 10, "eval_every": 500, "log_every": 50},
+    }
+    seqkit.train(config, out=root / "run", test=False)
+    return root
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def test_generate_arguments_stdin_and_input_file(translator):
+    run = translator / "run"
+    result = invoke("generate", run, "a b c", "d e")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["c b a", "e d"]
+    result = invoke("generate", run, input="a b c\n\nd e\n")  # an empty line gives an empty output
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["c b a", "", "e d"]
+    (translator / "inputs.txt").write_text("a b c\nzz a\n")  # unknown words map to unk
+    result = invoke("generate", run, "--input", translator / "inputs.txt", "--format", "jsonl")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["input"] for r in records] == ["a b c", "zz a"] and records[0]["output"] == "c b a"
+    assert all(isinstance(r["score"], float) and r["score"] < 0 for r in records)
+
+
+def test_beam_nbest_scores_agree_with_score(translator):
+    run = translator / "run"
+    result = invoke("generate", run, "a b c d", "--beam", "4", "--nbest", "3", "--scores")
+    assert result.exit_code == 0, result.output
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(lines) == 3 and lines[0][1] == "d c b a"
+    values = [float(score) for score, _ in lines]
+    assert values == sorted(values, reverse=True)
+    data = translator / "rescore.tsv"
+    data.write_text("".join(f"a b c d\t{text}\n" for _, text in lines))
+    scored = invoke("score", run, "--data", data)
+    assert scored.exit_code == 0, scored.output
+    assert [float(v) for v in scored.stdout.splitlines()] == pytest.approx(values, abs=1e-3)
+    assert "mean log-probability" in scored.stderr
+
+
+def test_sampling_is_seeded(translator):
+    run = translator / "run"
+    draws = [invoke("generate", run, "a b c d e", "--sample", "--temperature", "3", "--seed", seed).stdout
+             for seed in (1, 1, 2, 3)]
+    assert draws[0] == draws[1] and len(set(draws)) > 1
+
+
+def test_interactive_reads_until_end_of_input(translator):
+    result = invoke("generate", translator / "run", "--interactive", input="a b\nc\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["b", "a", "c"]
+
+
+def test_attention_map_png(translator):
+    png = translator / "attention.png"
+    result = invoke("generate", translator / "run", "a b c", "--attention", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:4] == b"\x89PNG" and result.stdout.strip() == "c b a"
+    model = seqkit.load(translator / "run")
+    generation, attention = model.attention("a b c")
+    assert attention.source_tokens == ["a", "b", "c"] and attention.target_tokens[-1] == "<eos>"
+    assert attention.weights.shape == (len(generation.tokens) + 1, 3)
+    torch.testing.assert_close(attention.weights.sum(1), torch.ones(attention.weights.size(0)))
+    assert model.model.decoder.record_attention is False  # switched back off
+    assert invoke("generate", translator / "run", "a", "b", "--attention", png).exit_code == 2
+
+
+def test_python_api_generate_and_score(translator):
+    model = seqkit.load(translator / "run")
+    state = torch.random.get_rng_state()
+    assert model.generate(["a b c", "", "e"]) == ["c b a", "", "e"]
+    assert model.generate(["a b c", "", "e"]) == ["c b a", "", "e"]  # repeatable
+    best = model.generate(["a b c"], beam=4, nbest=2, scores=True)[0]
+    assert best[0].text == "c b a" and best[0].score > best[1].score
+    assert model.score(["a b c", "a b c", ""], ["c b a", best[1].text, "x"]) == pytest.approx(
+        [best[0].score, best[1].score, None], abs=1e-4)
+    sampled = model.generate(["a b c d e"] * 3, sample=True, seed=4)
+    assert sampled == model.generate(["a b c d e"] * 3, sample=True, seed=4)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.is_grad_enabled() and not model.model.training  # global grad mode untouched
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--beam", "0"], "--beam: must be an integer >= 1"),
+    (["--nbest", "3"], "--nbest: 3 is above the beam size 1"),
+    (["--top-p", "0"], "--top-p: must be in (0, 1]"),
+    (["--batch-size", "0"], "--batch-size: must be at least 1"),
+])
+def test_bad_options_are_one_line_errors(translator, args, message):
+    result = invoke("generate", translator / "run", "a", *args)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"seqkit: error: {message}" or message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_files_and_plugins(translator, tmp_path):
+    assert invoke("generate", tmp_path / "nope", "a").exit_code == 2
+    assert invoke("score", translator / "run", "--data", tmp_path / "nope.tsv").exit_code == 2
+    result = invoke("--disable-plugin", "seqkit_transformer", "generate", translator / "run", "a")
+    assert result.exit_code == 2
+    assert "needs encoder 'transformer' from plugin seqkit_transformer (seqkit " in result.stderr
+
+
+def test_language_model_continues_a_prompt(tmp_path):
+    text = tmp_path / "train.txt"
+    text.write_text("\n".join(["a b c d e"] * 50) + "\n")
+    config = {"seed": 0, "task": {"name": "language_model", "train": str(text), "tokenizer": "word"},
+              "model": {"d_model": 32, "decoder": {"name": "gru", "attention": "none", "bridge": "none"}},
+              "data": {"batch_tokens": 128, "max_target_len": 10},
+              "train": {"steps": 60, "lr": 1e-2, "warmup_steps": 5, "eval_every": 60}}
+    seqkit.train(config, out=tmp_path / "lm", test=False)
+    result = invoke("generate", tmp_path / "lm", "a b", "c", "", "--scores")
+    assert result.exit_code == 0, result.output
+    lines = [line.split("\t") for line in result.stdout.splitlines()]
+    assert [text for _, text in lines] == ["a b c d e", "c d e", "a b c d e"]
+    model = seqkit.load(tmp_path / "lm")
+    # the continuation's score is the whole text's minus the prompt's
+    assert float(lines[2][0]) == pytest.approx(model.score(["a b c d e"])[0], abs=1e-4)
