@@ -7,9 +7,12 @@ and target both L long, no padding. Modes:
 
   train     forward, cross-entropy, backward, AdamW step; tokens/s counts target tokens
   encode    the encoder's forward at batch 1 in inference mode; tokens/s counts source tokens
-  generate  seqkit.generate's greedy search at batch 1, up to L new tokens (rows "generate-greedy";
-            tokens/s counts the tokens decoded, which stop early at an end-of-sequence token);
-            beam search does not exist yet, so its rows ("generate-beam") say "not available"
+  generate  seqkit.generate decoding exactly L new tokens (min_len = max_len = L) at each batch
+            size of ``generate_batches``; tokens/s counts new tokens of the best hypotheses. Three
+            implementations, interleaved: "seqkit" (greedy through the decoder cache), "recompute"
+            (greedy recomputing the whole prefix every step; the "seqkit" row's ratio is
+            cached / recompute tokens/s) and "beam4" (beam search, 4 beams; its ratio is
+            beam4 / greedy tokens/s)
 
 Each case runs ``warmup`` untimed steps, then ``repeat`` timed ones, each step bracketed by the
 backend's synchronize; with a baseline, seqkit's and the baseline's steps alternate (ABBA ABBA...)
@@ -19,6 +22,7 @@ so drift on a shared machine hits both alike. Rows carry the median and min-max 
 from __future__ import annotations
 
 import gc
+import itertools
 import statistics
 import time
 from collections.abc import Callable
@@ -33,7 +37,7 @@ from seqkit.bench_flops import count_flops, mfu
 from seqkit.bench_steps import (
     FIRST_TOKEN,
     Batch,
-    GreedyStep,
+    GenerateStep,
     encode_step,
     is_oom,
     timed,
@@ -46,6 +50,8 @@ from seqkit.model import ModelShape, SeqModel, build_model, count_parameters
 from seqkit.plugins import PluginManager, make_plugin_manager
 
 MODES = ("train", "encode", "generate")
+# generate mode's implementations: search options of each
+GENERATE = {"seqkit": {}, "recompute": {"use_cache": False}, "beam4": {"beam": 4}}
 DEFAULT_ARCHITECTURES = ("rnn", "lstm", "gru", "transformer")
 
 
@@ -58,6 +64,7 @@ class BenchSettings:
     lengths: tuple[int, ...] = (16, 32, 64, 128)  # source and target positions
     batch_size: int | None = None  # train: fixed rows per batch; None -> batch_tokens // length
     batch_tokens: int = 1024  # train: tokens per batch when batch_size is None
+    generate_batches: tuple[int, ...] = (1,)  # generate: rows decoded together
     d_model: int = 128
     layers: int = 2  # of the encoder and of the decoder
     heads: int = 4  # components with a ``heads`` option
@@ -95,7 +102,7 @@ class BenchRow:
     parameters: int | None = None
     flops_per_step: int | None = None
     mfu: float | None = None  # None where the backend has no peak FLOP/s table (CPUs)
-    ratio_vs_baseline: float | None = None  # seqkit tokens/s / baseline tokens/s (seqkit rows)
+    ratio_vs_baseline: float | None = None  # seqkit / baseline tokens/s (generate: see the module doc)
     repetitions: int = 0
 
 
@@ -192,8 +199,9 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
     if settings.threads:
         torch.set_num_threads(settings.threads)
     result = BenchResult(meta=_meta(settings, backend, precision))
-    timed_modes = [{"generate": "generate-greedy"}.get(mode, mode) for mode in settings.modes]
-    total = len(configs) * len(timed_modes) * len(settings.lengths)
+    timed_modes = list(settings.modes)
+    sizes = {mode: settings.generate_batches if mode == "generate" else (None,) for mode in timed_modes}
+    total = len(configs) * len(settings.lengths) * sum(len(sizes[mode]) for mode in timed_modes)
     done = 0
     generator = torch.Generator().manual_seed(settings.seed)
     try:
@@ -206,22 +214,17 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
                 copy_from_seqkit(raw, model)
                 implementations["raw"] = raw.to(device)
             for mode in timed_modes:
-                for length in settings.lengths:
+                for length, size in itertools.product(settings.lengths, sizes[mode]):
                     if progress:
-                        progress(done, total, f"{arch} {mode} L={length}")
-                    batch_size = 1 if mode != "train" else (
-                        settings.batch_size or max(1, settings.batch_tokens // length))
+                        progress(done, total, f"{arch} {mode} L={length}" + (f" B={size}" if size else ""))
+                    batch_size = {"train": settings.batch_size or max(1, settings.batch_tokens // length),
+                                  "generate": size}.get(mode, 1)
                     batch = Batch.random(batch_size, length, settings.vocab, device, generator)
-                    # the raw baseline has no generation: seqkit's rows alone
-                    compared = implementations if mode != "generate-greedy" else {"seqkit": model}
+                    # generation compares search variants of seqkit's model, not the raw twin
+                    compared = implementations if mode != "generate" else dict.fromkeys(GENERATE, model)
                     result.rows += _run_case(arch, mode, compared, batch, settings, backend,
                                              precision)
                     done += 1
-            if "generate" in settings.modes:
-                result.rows.append(BenchRow(
-                    arch, "generate-beam", "seqkit", None, None,
-                    status="not available: seqkit.generate has no beam search yet",
-                    parameters=count_parameters(model)))
             del model, implementations
             gc.collect()
     finally:
@@ -252,12 +255,12 @@ def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch
         rows[name] = BenchRow(arch, mode, name, length, batch_size,
                               parameters=count_parameters(model))
         model.train(mode == "train")
-        eager = _make_step(mode, model, batch, backend, precision, compiled=False)
+        eager = _make_step(mode, model, batch, backend, precision, compiled=False, name=name)
         # counting runs one step: the first warm-up step of the eager model as well
         rows[name].flops_per_step = guarded(name, lambda step=eager: count_flops(step))
         if rows[name].status == "ok":
-            steps[name] = _make_step(mode, model, batch, backend, precision, compiled=True) \
-                if settings.compile else eager
+            steps[name] = _make_step(mode, model, batch, backend, precision, compiled=True, name=name) \
+                if settings.compile and mode != "generate" else eager
             times[name] = []
     for _ in range(settings.warmup):
         for name, step in list(steps.items()):
@@ -279,18 +282,19 @@ def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch
         # generation counts the tokens it decoded; the other modes process the whole batch
         tokens = getattr(step, "tokens", batch_size * length)
         _fill_timing(rows[name], times[name], tokens, peak_flops)
-    if "raw" in rows and rows["seqkit"].tokens_per_s and rows["raw"].tokens_per_s:
-        rows["seqkit"].ratio_vs_baseline = rows["seqkit"].tokens_per_s / rows["raw"].tokens_per_s
+    for row, baseline in (("seqkit", "raw"), ("seqkit", "recompute"), ("beam4", "seqkit")):
+        if row in rows and baseline in rows and rows[row].tokens_per_s and rows[baseline].tokens_per_s:
+            rows[row].ratio_vs_baseline = rows[row].tokens_per_s / rows[baseline].tokens_per_s
     return list(rows.values())
 
 
 def _make_step(mode: str, model: nn.Module, batch: Batch, backend: Backend, precision: str,
-               compiled: bool) -> Callable[[], None]:
+               compiled: bool, name: str = "seqkit") -> Callable[[], None]:
     if mode == "train":
         return train_step(model, torch.compile(model) if compiled else model, batch, backend,
                           precision)
-    if mode == "generate-greedy":
-        return GreedyStep(model, batch, backend, precision)  # not compiled: a Python loop
+    if mode == "generate":
+        return GenerateStep(model, batch, backend, precision, **GENERATE[name])  # a Python loop
     return encode_step(torch.compile(model.encode) if compiled else model.encode, batch, backend,
                        precision)
 
@@ -313,6 +317,8 @@ def _check_settings(settings: BenchSettings) -> None:
             raise ConfigError(f"--mode: unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if not settings.architectures:
         raise ConfigError("--arch: name at least one architecture")
+    if not settings.generate_batches or min(settings.generate_batches) < 1:
+        raise ConfigError(f"--generate-batch: need batch sizes >= 1, got {list(settings.generate_batches)}")
     if not settings.lengths or min(settings.lengths) < 1:
         raise ConfigError(f"--lengths: need lengths >= 1, got {list(settings.lengths)}")
     if settings.baseline not in (None, "raw"):

@@ -18,11 +18,11 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-def _lengths(values: tuple[str, ...]) -> tuple[int, ...]:
+def _lengths(values: tuple[str, ...], flag: str = "--lengths") -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in _split(values))
     except ValueError:
-        raise ConfigError(f"--lengths: expected integers, got {', '.join(values)}") from None
+        raise ConfigError(f"{flag}: expected integers, got {', '.join(values)}") from None
 
 
 class _Progress:
@@ -46,8 +46,8 @@ class _Progress:
                    f"Default: {','.join(DEFAULT_ARCHITECTURES)}.")
 @click.option("--mode", "modes", multiple=True, metavar="MODE[,MODE...]",
               help="train (forward, loss, backward, AdamW step), encode (encoder forward at batch "
-                   "1, inference mode), generate (seqkit.generate's greedy search at batch 1, up to "
-                   "L tokens; beam search is reported as not available yet). "
+                   "1, inference mode), generate (exactly L new tokens at each --generate-batch: "
+                   "greedy through the cache, greedy recomputing the prefix, beam search of 4). "
                    f"Default: {','.join(DEFAULTS.modes)}.")
 @click.option("--lengths", "lengths", multiple=True, metavar="L[,L...]",
               help="Source and target lengths. Default: "
@@ -56,6 +56,9 @@ class _Progress:
               help="Rows per training batch at every length (overrides --batch-tokens).")
 @click.option("--batch-tokens", type=int, default=DEFAULTS.batch_tokens, show_default=True,
               help="Training batch size as a token budget: batch = tokens // length.")
+@click.option("--generate-batch", "generate_batches", multiple=True, metavar="B[,B...]",
+              help="generate: rows decoded together. Default: "
+                   f"{','.join(map(str, DEFAULTS.generate_batches))}.")
 @click.option("--d-model", type=int, default=DEFAULTS.d_model, show_default=True)
 @click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True,
               help="Layers of the encoder and of the decoder.")
@@ -92,8 +95,8 @@ class _Progress:
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw encode latency and training tokens/s against length (PNG).")
 @click.pass_context
-def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_tokens, d_model,
-          layers, heads, ffn_size, dropout, vocab, overrides, backend, precision, compile_, warmup,
+def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_tokens, generate_batches,
+          d_model, layers, heads, ffn_size, dropout, vocab, overrides, backend, precision, compile_, warmup,
           repeat, baseline, threads, seed, json_path, csv_path, plot_path) -> None:
     """Time training steps and encode latency of seqkit's architectures against sequence length.
 
@@ -117,6 +120,7 @@ def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_t
         modes=tuple(_split(modes)) or DEFAULTS.modes,
         lengths=_lengths(lengths) or DEFAULTS.lengths,
         batch_size=batch_size, batch_tokens=batch_tokens, d_model=d_model, layers=layers,
+        generate_batches=_lengths(generate_batches, "--generate-batch") or DEFAULTS.generate_batches,
         heads=heads, ffn_size=ffn_size, dropout=dropout, vocab=vocab, overrides=overrides,
         backend=backend, precision=precision, compile=compile_, warmup=warmup, repeat=repeat,
         baseline=baseline, threads=threads, seed=seed)

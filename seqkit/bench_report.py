@@ -11,7 +11,10 @@ from seqkit.bench import ROW_FIELDS, BenchResult, BenchRow
 from seqkit.checkpoint import atomic_write
 
 COLUMNS = ("arch", "mode", "impl", "len", "batch", "tokens/s (min-max)", "ms/step (min-max)",
-           "peak MiB", "params", "GFLOP/step", "MFU", "seqkit/raw")
+           "peak MiB", "params", "GFLOP/step", "MFU", "ratio")
+RATIO_NOTES = {"raw": "ratio: seqkit / raw PyTorch tokens/s (train, encode)",
+               "generate": "ratio (generate): seqkit's cached greedy / recompute tokens/s; "
+                           "beam4 / greedy tokens/s"}
 
 
 def format_table(result: BenchResult) -> str:
@@ -25,6 +28,8 @@ def format_table(result: BenchResult) -> str:
     for cells in table:
         lines.append("  ".join(c.rjust(w) if i >= 3 else c.ljust(w)
                                for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip())
+    implementations = {row.implementation for row in result.rows} | {row.mode for row in result.rows}
+    lines += [note for key, note in RATIO_NOTES.items() if key in implementations]
     return "\n".join(lines)
 
 

@@ -64,22 +64,23 @@ def encode_step(encode: Callable[..., Any], batch: Batch, backend: Backend,
     return step
 
 
-class GreedyStep:
-    """seqkit.generate.greedy over the batch's sources, up to L new tokens; ``tokens`` is how many
-    it decoded in its last call (a row stops at its first end-of-sequence token)."""
+class GenerateStep:
+    """seqkit.generate over the batch's sources: exactly L new tokens per row (end of sequence is
+    banned before L and forced after), so every variant decodes the same number of tokens."""
 
-    def __init__(self, model: nn.Module, batch: Batch, backend: Backend, precision: str):
+    def __init__(self, model: nn.Module, batch: Batch, backend: Backend, precision: str, **search):
+        from seqkit.generate import SearchConfig
+
         self.model, self.batch, self.backend, self.precision = model, batch, backend, precision
-        self.max_len = batch.source.shape[1]
-        self.tokens = 0
+        length = batch.source.shape[1]
+        self.config = SearchConfig(max_len=length, min_len=length, **search)
+        self.tokens = batch.source.shape[0] * length
 
     def __call__(self) -> None:
-        from seqkit.generate import greedy
+        from seqkit.generate import generate
 
         with self.backend.autocast(self.precision):
-            outputs = greedy(self.model, self.batch.source, self.batch.mask, self.max_len)
-        # each row's tokens, plus the end-of-sequence token that stopped it early
-        self.tokens = sum(len(out) + (len(out) < self.max_len) for out in outputs)
+            generate(self.model, self.batch.source, self.batch.mask, self.config)
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -53,11 +53,11 @@ def manager():
 def test_every_mode_end_to_end_with_json_csv_and_plot(tmp_path):
     paths = {kind: tmp_path / f"bench.{kind}" for kind in ("json", "csv", "png")}
     result = invoke(*TINY, "--arch", "lstm,transformer", "--mode", "train,encode,generate",
-                    "--baseline", "raw",
+                    "--baseline", "raw", "--generate-batch", "1,2",
                     "--json", str(paths["json"]), "--csv", str(paths["csv"]),
                     "--plot", str(paths["png"]))
     assert result.exit_code == 0, result.output
-    assert "seqkit/raw" in result.stdout and "not available" in result.stdout
+    assert "ratio: seqkit / raw PyTorch" in result.stdout and "cached greedy / recompute" in result.stdout
     assert "bench [" in result.stderr  # the progress indicator
 
     data = json.loads(paths["json"].read_text())
@@ -81,15 +81,22 @@ def test_every_mode_end_to_end_with_json_csv_and_plot(tmp_path):
         if row["implementation"] == "seqkit":
             assert row["ratio_vs_baseline"] == pytest.approx(
                 row["tokens_per_s"] / twin["tokens_per_s"])
-    greedy = [row for row in rows if row["mode"] == "generate-greedy"]
-    assert [(r["architecture"], r["length"], r["implementation"], r["status"]) for r in greedy] == [
-        (arch, length, "seqkit", "ok") for arch in ("lstm", "transformer") for length in (3, 6)]
-    for row in greedy:  # at most `length` tokens each step, fewer after an early end of sequence
+    generated = [row for row in rows if row["mode"] == "generate"]
+    assert [(r["architecture"], r["length"], r["batch_size"], r["implementation"]) for r in generated] == [
+        (arch, length, batch, impl) for arch in ("lstm", "transformer") for length in (3, 6)
+        for batch in (1, 2) for impl in ("seqkit", "recompute", "beam4")]
+    for row in generated:  # exactly `length` new tokens per row and step
+        assert row["status"] == "ok" and row["flops_per_step"] > 0
         tokens = row["tokens_per_s"] * row["ms_per_step"] / 1e3
-        assert 1 <= round(tokens) <= row["length"] and row["flops_per_step"] > 0
-    beam = [row for row in rows if row["mode"] == "generate-beam"]
-    assert len(beam) == 2 and all(r["status"].startswith("not available") for r in beam)
-    assert len(rows) == len(timed) + len(greedy) + len(beam)
+        assert round(tokens) == row["length"] * row["batch_size"]
+        baseline = {"seqkit": "recompute", "beam4": "seqkit"}.get(row["implementation"])
+        if baseline is None:
+            assert row["ratio_vs_baseline"] is None
+            continue
+        twin = next(r for r in generated if r["implementation"] == baseline
+                    and all(r[k] == row[k] for k in ("architecture", "length", "batch_size")))
+        assert row["ratio_vs_baseline"] == pytest.approx(row["tokens_per_s"] / twin["tokens_per_s"])
+    assert len(rows) == len(timed) + len(generated)
 
     with paths["csv"].open() as f:
         lines = list(csv.DictReader(f))
