@@ -15,7 +15,13 @@ How the data is made:
 * The training split always contains 0-100, the round hundreds 100-900 and
   every round thousand 1,000-999,000, so that every irregular form
   (quatre-vingts, soixante et onze, deux cents, mille, ...) is seen in
-  training. The rest of it is sampled at random.
+  training. The rest is sampled by magnitude, not uniformly (uniform draws are
+  99.9% six-digit numbers, and a model trained on them appends "mille" to
+  "three hundred and forty-two"): every three-digit number appears in some
+  split (6% in test, 3% in valid), and the other draws take four-, five- and
+  six-digit numbers in equal shares. 0-100 and the round hundreds appear five
+  times each in train (once they were memorised too weakly: "eighty" came out
+  as "quatre-vingt-quatre").
 * Every English and French word (whitespace-separated token) that appears in
   the validation or test split also appears in the training split; the script
   checks this.
@@ -38,6 +44,7 @@ from pathlib import Path
 from num2words import num2words
 
 MAX_NUMBER = 999_999
+REPEAT_BELOW_1000 = 4  # extra copies of 0-100 and the round hundreds in train: each is a one-off form
 
 
 def english(n: int) -> str:
@@ -62,12 +69,22 @@ def make_splits(n_train: int, n_valid: int, n_test: int, seed: int) -> dict[str,
     if n_train < len(fixed):
         raise SystemExit(f"--train must be at least {len(fixed)} (the numbers always in train)")
     fixed_set = set(fixed)
-    pool = [n for n in range(MAX_NUMBER + 1) if n not in fixed_set]
-    drawn = rng.sample(pool, n_test + n_valid + n_train - len(fixed))
-    test, valid, train = drawn[:n_test], drawn[n_test : n_test + n_valid], drawn[n_test + n_valid :]
-    train = fixed + train
-    rng.shuffle(train)
-    return {"train": train, "valid": valid, "test": test}
+    small = [n for n in range(100, 1000) if n not in fixed_set]
+    rng.shuffle(small)
+    small_test, small_valid = round(0.06 * len(small)), round(0.03 * len(small))
+    splits = {"test": small[:small_test], "valid": small[small_test: small_test + small_valid],
+              "train": fixed + REPEAT_BELOW_1000 * [n for n in fixed if n < 1000]
+              + small[small_test + small_valid:]}
+    taken = set(small) | fixed_set
+    for name, size in (("test", n_test), ("valid", n_valid), ("train", n_train)):
+        while len(splits[name]) < size:  # four, five and six digits in equal shares
+            digits = rng.choice((4, 5, 6))
+            n = rng.randrange(10 ** (digits - 1), 10**digits)
+            if n not in taken:
+                taken.add(n)
+                splits[name].append(n)
+    rng.shuffle(splits["train"])
+    return splits
 
 
 def words(pairs: list[tuple[str, str]], side: int) -> set[str]:
