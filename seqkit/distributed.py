@@ -44,14 +44,16 @@ class DistributedError(SeqkitError):
 @dataclass
 class Group:
     """This process's place in the run: rank ``rank`` of ``world_size`` processes, ``local_rank``
-    on its machine, computing on ``device``. ``active`` when a process group was joined (torchrun
-    started this process); rank 0 alone logs and writes files."""
+    on its machine, computing on ``device``; collectives move tensors on ``transport`` (the device
+    for nccl, the CPU for gloo). ``active`` when a process group was joined (torchrun started this
+    process); rank 0 alone logs and writes files."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     active: bool = False
+    transport: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -65,7 +67,7 @@ class Group:
         """Each value summed over the ranks (float64, so counts up to 2**53 stay exact)."""
         if not self.active:
             return [float(v) for v in values]
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.transport)
         dist.all_reduce(tensor)
         return tensor.tolist()
 
@@ -73,7 +75,7 @@ class Group:
         """Every rank's ``tensor`` (the same shape and dtype on every rank), on the CPU, by rank."""
         if not self.active:
             return [tensor.cpu()]
-        local = tensor.to(self.device).contiguous()
+        local = tensor.to(self.transport).contiguous()
         parts = [torch.empty_like(local) for _ in range(self.world_size)]
         dist.all_gather(parts, local)
         return [part.cpu() for part in parts]
@@ -170,7 +172,8 @@ def process_group(backend: Backend) -> Iterator[Group]:
     log.info("rank %d of %d (local rank %d) on %s over %s", rank, world_size, local_rank, device,
              backend.distributed_backend)
     try:
-        yield Group(rank, world_size, local_rank, device, active=True)
+        transport = device if backend.distributed_backend == "nccl" else torch.device("cpu")
+        yield Group(rank, world_size, local_rank, device, active=True, transport=transport)
     finally:
         dist.destroy_process_group()
 

@@ -4,6 +4,7 @@ allocated."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -22,6 +23,8 @@ from seqkit import checkpoint as ckpt
 from seqkit.cli import cli
 from seqkit.errors import CheckpointError
 from seqkit.run_folder import RunFolder
+
+ROOT = Path(__file__).resolve().parent.parent
 
 # Runs seqkit.train in a child process; with PAUSE_AT set, the write of that file stops after its
 # temporary file is complete and before the rename, so a test can kill the process right there.
@@ -233,3 +236,14 @@ def test_damaged_files_through_the_cli_exit_2_with_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("seqkit: error: ") and result.stderr.count("\n") == 1, result.stderr
         assert str(path) in result.stderr
+
+
+def test_the_endurance_script_runs(capsys, one_thread):
+    """A smoke run of examples/endurance.py (its figures come from long runs, see the README)."""
+    spec = importlib.util.spec_from_file_location("endurance", ROOT / "examples" / "endurance.py")
+    endurance = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(endurance)
+    figures = endurance.main(["--steps", "6", "--every", "2", "--warmup", "2", "--eval-every", "6",
+                              "--train-size", "50"])
+    assert figures["final_mib"] > 0
+    assert "vs baseline MiB" in capsys.readouterr().out

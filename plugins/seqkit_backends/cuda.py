@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from seqkit.errors import BackendUnavailableError
 from seqkit.interfaces import Backend
 from seqkit_backends.peak_flops import lookup_peak_flops
 
@@ -21,6 +22,11 @@ class CudaBackend(Backend):
         return torch.device("cuda", torch.cuda.current_device() if index is None else index)
 
     def use_device(self, local_rank: int) -> torch.device:
+        count = torch.cuda.device_count()
+        if local_rank >= count:
+            raise BackendUnavailableError(f"local rank {local_rank} needs cuda:{local_rank}, but this "
+                                          f"machine has {count} CUDA device(s); start at most {count} "
+                                          "processes a node")
         torch.cuda.set_device(local_rank)  # nccl and current_device() follow it
         return self.device(local_rank)
 
