@@ -27,6 +27,7 @@ from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput
 from seqkit.model import SeqModel
 
 NEG_INF = float("-inf")
+assert (PAD, BOS) == (0, 1), "log_probs bans PAD and BOS as the slice [:2]"
 
 
 @dataclass(frozen=True)
@@ -167,11 +168,11 @@ class _Search:
         if len(prompts) != rows:
             raise ValueError(f"{len(prompts)} prompts for {rows} rows")
         self.prompt_len = torch.tensor([len(p) for p in prompts], device=self.device)
-        longest = max((len(p) for p in prompts), default=0)
+        longest = self.longest = max((len(p) for p in prompts), default=0)
         self.prompt = torch.full((rows, max(longest, 1)), PAD, dtype=torch.long, device=self.device)
         for i, p in enumerate(prompts):
             self.prompt[i, : len(p)] = torch.tensor(p, dtype=torch.long)
-        self.common = min((len(p) for p in prompts), default=0)  # prompt tokens every row has
+        self.common = self.shortest = min((len(p) for p in prompts), default=0)  # every row has these
         self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache)
         self.vocab = model.shape.target_vocab
         self.history = self.prompt[:, : self.common]
@@ -183,31 +184,34 @@ class _Search:
 
     def log_probs(self, logits: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
         """Model log-probabilities (N, V), and the same with every token not allowed next at -inf.
-        A slot still inside its prompt may only take the prompt's next token, at log-prob 0."""
+        A slot still inside its prompt may only take the prompt's next token, at log-prob 0.
+        Every slot is at the same position, so the checks below that cannot apply at this
+        position are skipped without touching a tensor (a step at batch 1 is mostly overhead)."""
+        config, position = self.config, self.history.size(1)
         logp = logits.log_softmax(-1)
         allowed = logp.clone()
-        allowed[:, [PAD, BOS]] = NEG_INF
-        position = self.history.size(1)
-        plen = self.prompt_len[owner]
-        produced = (position - plen).clamp(min=0)  # new tokens so far, per slot
-        allowed[produced < self.config.min_len, EOS] = NEG_INF
-        at_limit = produced >= self.config.max_len
-        if at_limit.any():
-            eos = allowed[:, EOS].clone()
-            allowed[at_limit] = NEG_INF
-            allowed[:, EOS] = torch.where(at_limit, logp[:, EOS], eos)
-        if self.config.no_repeat_ngram:
+        allowed[:, :2] = NEG_INF  # PAD and BOS (ids 0 and 1) are never generated
+        if position < self.longest + config.min_len or position >= self.shortest + config.max_len:
+            produced = (position - self.prompt_len[owner]).clamp(min=0)  # new tokens so far, per slot
+            allowed[produced < config.min_len, EOS] = NEG_INF
+            at_limit = produced >= config.max_len
+            if at_limit.any():
+                eos = allowed[:, EOS].clone()
+                allowed[at_limit] = NEG_INF
+                allowed[:, EOS] = torch.where(at_limit, logp[:, EOS], eos)
+        if config.no_repeat_ngram:
             self._ban_repeats(allowed)
-        forced = position < plen
-        if forced.any():
-            rows = forced.nonzero().squeeze(1)
-            token = self.prompt[owner[rows], position]
-            logp = logp.clone()
-            allowed[rows], logp[rows] = NEG_INF, NEG_INF
-            allowed[rows, token], logp[rows, token] = 0.0, 0.0
-        stuck = allowed.max(-1).values == NEG_INF  # everything banned: end here rather than emit PAD
-        if stuck.any():
-            allowed[stuck, EOS] = logp[stuck, EOS]
+            stuck = allowed.max(-1).values == NEG_INF  # all banned: end here rather than emit PAD
+            if stuck.any():
+                allowed[stuck, EOS] = logp[stuck, EOS]
+        if position < self.longest:
+            forced = position < self.prompt_len[owner]
+            if forced.any():
+                rows = forced.nonzero().squeeze(1)
+                token = self.prompt[owner[rows], position]
+                logp = logp.clone()
+                allowed[rows], logp[rows] = NEG_INF, NEG_INF
+                allowed[rows, token], logp[rows, token] = 0.0, 0.0
         return logp, allowed
 
     def _ban_repeats(self, allowed: Tensor) -> None:
