@@ -172,10 +172,10 @@ class _Search:
         self.prompt = torch.full((rows, max(longest, 1)), PAD, dtype=torch.long, device=self.device)
         for i, p in enumerate(prompts):
             self.prompt[i, : len(p)] = torch.tensor(p, dtype=torch.long)
-        self.common = self.shortest = min((len(p) for p in prompts), default=0)  # every row has these
+        self.shortest = min((len(p) for p in prompts), default=0)  # prompt tokens every row has
         self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache)
         self.vocab = model.shape.target_vocab
-        self.history = self.prompt[:, : self.common]
+        self.history = self.prompt[:, : self.shortest]
 
     def prefill(self) -> Tensor:
         """Feed BOS and the prompt tokens every row has, in one call; logits (rows, V)."""
