@@ -133,7 +133,8 @@ def test_language_model_continues_prompts_of_different_lengths(decoder):
 
 def score_prefix(model, tokens: list[int]) -> float:
     """log p(tokens[1:] | tokens[0]) without an end of sequence."""
-    logits, _ = model.decode(torch.tensor([tokens[:-1]]), None)
+    with torch.no_grad():
+        logits, _ = model.decode(torch.tensor([tokens[:-1]]), None)
     logp = logits.float().log_softmax(-1)[0]
     return float(logp.gather(1, torch.tensor(tokens[1:])[:, None]).sum())
 
