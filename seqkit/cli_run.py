@@ -6,12 +6,17 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import click
 
 from seqkit.errors import SeqkitError
+
+# Set by `--nproc` for the processes it starts: a seqkit error is written to RANK_ERRORS/rank-R
+# instead of stderr, and the launcher prints one line for the run, not one per process.
+RANK_ERRORS = "SEQKIT_RANK_ERRORS"
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
                           help="Override a config value; VALUE is TOML (bare words are strings).")
@@ -65,6 +70,13 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool):
     try:
         return train(config, out=out, overrides=overrides, events=_events() if main else None,
                      manager=plugin_manager(ctx), test=test)
+    except SeqkitError as exc:
+        errors = os.environ.get(RANK_ERRORS)
+        if not errors or not launched() or ctx.find_root().params.get("debug"):
+            raise
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        (Path(errors) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
+        ctx.exit(2)
     except KeyboardInterrupt:
         if main:
             saved = ("the last checkpoint is kept" if launched() else "the last step is saved")
@@ -120,28 +132,37 @@ def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    if not debug:  # torchrun's own log lines repeat what the failing process printed
-        quiet = logging.getLogger("torch.distributed")
-        quiet.addHandler(logging.NullHandler())
-        quiet.propagate = False
-    threads = os.environ.get("OMP_NUM_THREADS")
-    if threads is None:  # torchrun would set 1 (and warn); share the cores out instead
+    if not debug:  # torchrun's own log lines repeat what the failing process said
+        for name in list(logging.root.manager.loggerDict):
+            if name.startswith("torch.distributed"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+    saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", RANK_ERRORS)}
+    if saved["OMP_NUM_THREADS"] is None:  # torchrun would set 1 (and warn); share the cores out
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
-    try:
-        run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "seqkit", *argv]))
-    except ChildFailedError as exc:
-        _, failure = exc.get_first_failure()
-        return failure.exitcode if failure.exitcode > 0 else 1
-    except SignalException:
-        return 130
-    except Exception as exc:  # rendezvous and launch failures
-        if debug:
-            raise
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise SeqkitError(f"torchrun: {type(exc).__name__}: {detail}") from None
-    finally:
-        if threads is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
+    with tempfile.TemporaryDirectory(prefix="seqkit-ranks-") as errors:
+        os.environ[RANK_ERRORS] = errors
+        try:
+            run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "seqkit", *argv]))
+        except ChildFailedError as exc:
+            reported = sorted(Path(errors).glob("rank-*"), key=lambda p: int(p.name.split("-")[1]))
+            if reported:  # rank 0's error if it had one, else the lowest rank's
+                rank, text = int(reported[0].name.split("-")[1]), reported[0].read_text(encoding="utf-8")
+                raise SeqkitError(text if rank == 0 else f"rank {rank}: {text}") from None
+            _, failure = exc.get_first_failure()
+            return failure.exitcode if failure.exitcode > 0 else 1
+        except SignalException:
+            return 130
+        except Exception as exc:  # rendezvous and launch failures
+            if debug:
+                raise
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            raise SeqkitError(f"torchrun: {type(exc).__name__}: {detail}") from None
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
     return 0
 
 

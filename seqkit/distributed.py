@@ -162,10 +162,10 @@ def process_group(backend: Backend) -> Iterator[Group]:
     rank, world_size, local_rank = _env_int("RANK"), _env_int("WORLD_SIZE"), _env_int("LOCAL_RANK")
     if not 0 <= rank < world_size:
         raise DistributedError(f"RANK={rank} is not in [0, WORLD_SIZE={world_size})")
-    device = backend.use_device(local_rank)
+    device, wait = backend.use_device(local_rank), timeout()
     try:
         dist.init_process_group(backend.distributed_backend, rank=rank, world_size=world_size,
-                                timeout=timeout())
+                                timeout=wait)
     except (RuntimeError, ValueError) as exc:
         raise DistributedError(f"cannot join the process group ({backend.distributed_backend}, "
                                f"rank {rank} of {world_size}): {str(exc).splitlines()[0]}") from None

@@ -152,3 +152,38 @@ def test_a_rank_that_never_arrives_times_out_with_one_line(tmp_path, monkeypatch
     assert result.stderr.startswith("seqkit: error: cannot join the process group (gloo, rank 0 of 2)")
     assert result.stderr.count("\n") == 1
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_an_error_in_the_processes_is_one_line_for_the_run(tmp_path, monkeypatch):
+    """Under --nproc a process writes its seqkit error to a file instead of stderr, and the launcher
+    prints one line for the run: rank 0's, else the lowest rank's (both sides run in-process here;
+    a real 2-process launch takes seconds)."""
+    import torch.distributed.run as torchrun
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from seqkit import cli_run
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(tomli_w.dumps(tiny()))
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    for name, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1", cli_run.RANK_ERRORS: str(errors),
+                        "SEQKIT_DISTRIBUTED_TIMEOUT": "soon"}.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(cli, ["train", str(config), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2 and result.stderr == ""  # the process at rank 1 ...
+    line = (errors / "rank-1").read_text()
+    assert line == "SEQKIT_DISTRIBUTED_TIMEOUT: must be a positive number of seconds, got 'soon'"
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", cli_run.RANK_ERRORS):
+        monkeypatch.delenv(name)
+
+    def failing_run(args):  # ... and the launcher, with torchrun's processes replaced by that one
+        (Path(os.environ[cli_run.RANK_ERRORS]) / "rank-1").write_text(line)
+        failure = ProcessFailure(local_rank=1, pid=1, exitcode=2, error_file="")
+        raise ChildFailedError("seqkit", {1: failure})
+
+    monkeypatch.setattr(torchrun, "run", failing_run)
+    result = CliRunner().invoke(cli, ["train", "--nproc", "2", str(config)])
+    assert result.exit_code == 2
+    assert result.stderr == f"seqkit: error: rank 1: {line}\n"
+    assert cli_run.RANK_ERRORS not in os.environ
