@@ -95,15 +95,15 @@ class CrossAttention(nn.Module):
         return k, v
 
     def forward(
-        self, x: Tensor, k: Tensor, v: Tensor, memory_mask: Tensor, need_weights: bool = False
+        self, x: Tensor, k: Tensor, v: Tensor, memory_mask: Tensor | None, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x: (B, T, D); k, v: (B, nh, S, hs); memory_mask: (B, S) bool, True = real.
+        """x: (B, T, D); k, v: (B, nh, S, hs); memory_mask: (B, S) bool, True = real (None: all real).
 
         Returns the output (B, T, D) and, with ``need_weights``, the weights (B, nh, T, S).
         """
         B, T, C = x.size()
         q = self.q(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
-        mask = memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        mask = None if memory_mask is None else memory_mask[:, None, None, :]  # (B, 1, 1, S)
         dropout_p = self.attention_dropout if self.training else 0.0
         weights = None
         if need_weights:

@@ -6,6 +6,7 @@ Cache layout (every tensor batch-first, so ``seqkit.interfaces.reorder_cache`` w
 
     {"length": int,                           # positions decoded so far
      "memory_mask": (B, S) bool,              # only with an encoder
+     "memory_padded": bool,                   # False: no padding, cross-attention skips the mask
      "layers": [{"k": (B, nh, max_len, hs),   # self-attention keys/values, preallocated,
                  "v": (B, nh, max_len, hs),   #   positions < length are valid
                  "memory_k": (B, nh, S, hs),  # cross-attention keys/values of the memory,
@@ -110,7 +111,8 @@ class TransformerDecoder(Decoder):
         for i, (layer, layer_cache) in enumerate(zip(self.layers, cache["layers"], strict=True)):
             memory = None
             if "memory_mask" in cache:
-                memory = (layer_cache["memory_k"], layer_cache["memory_v"], cache["memory_mask"])
+                mask = cache["memory_mask"] if cache.get("memory_padded", True) else None
+                memory = (layer_cache["memory_k"], layer_cache["memory_v"], mask)
             x, weights = layer(
                 x, self_mask=self_mask, is_causal=False, memory=memory,
                 cache=layer_cache, length=length, need_weights=self._need_weights(i),
@@ -147,6 +149,9 @@ class TransformerDecoder(Decoder):
         cache = {"length": 0, "layers": layers}
         if enc is not None:
             cache["memory_mask"] = enc.mask
+            # decided once per source: unmasked attention is the faster kernel (a step at batch 1
+            # is mostly fixed costs), and dropping rows from the batch never adds padding
+            cache["memory_padded"] = not bool(enc.mask.all())
         return cache
 
     def _check_encoder(self, enc: EncoderOutput | None) -> None:
