@@ -12,6 +12,15 @@ import click
 from seqkit.errors import ConfigError, SeqkitError
 
 
+def device_options(command):
+    """--backend and --precision, shared by the verbs that run a trained model."""
+    precisions = click.Choice(["auto", "fp32", "bf16", "fp16"])
+    command = click.option("--precision", type=precisions, default="fp32", show_default=True,
+                           help="Autocast precision (auto: the backend's default).")(command)
+    return click.option("--backend", "backend_name", default="auto", show_default=True,
+                        help="Device backend.")(command)
+
+
 def _load(ctx: click.Context, run: Path, backend_name: str, precision: str):
     from seqkit.api import load
     from seqkit.backends import get_backend, resolve_precision
@@ -85,9 +94,7 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
               help="text: one output per line (--nbest N: N lines per input); jsonl: one object per input.")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together.")
-@click.option("--backend", "backend_name", default="auto", show_default=True, help="Device backend.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="fp32",
-              show_default=True, help="Autocast precision (auto: the backend's default).")
+@device_options
 @click.option("--interactive", is_flag=True, help="Prompt for one input at a time until end of input.")
 @click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw the output's attention over the source (one input) to this PNG.")
@@ -157,9 +164,7 @@ def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, wit
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
               help="text: one total log-probability per line; jsonl: source, target and score.")
 @click.option("--batch-size", default=64, show_default=True, help="Examples scored together.")
-@click.option("--backend", "backend_name", default="auto", show_default=True, help="Device backend.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="fp32",
-              show_default=True, help="Autocast precision.")
+@device_options
 @click.pass_context
 def score(ctx: click.Context, run: Path, data: Path, fmt: str, batch_size: int, backend_name: str,
           precision: str) -> None:

@@ -7,8 +7,20 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 _counter = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for the rest of the module, restored after it: tiny tensors gain
+    nothing from threads and a busy machine stalls their hand-offs for milliseconds per call, and
+    a bitwise comparison with a child process needs the same thread count on both sides."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -66,14 +66,6 @@ def tiny(steps=STEPS):
     }
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """The same thread count in the child and here, so the arithmetic is the same bit for bit."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def start(config, out: Path, **env) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", DRIVER, json.dumps(config), str(out)],

@@ -42,13 +42,6 @@ def tiny(steps=4, accumulate=2):
     }
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def seqkit_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 240):
     return subprocess.run([sys.executable, "-m", "seqkit", *args], capture_output=True, text=True,

@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 import seqkit
@@ -16,14 +15,6 @@ from seqkit.cli import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
-
-@pytest.fixture
-def one_thread():
-    """Tiny models run faster on one thread, most of all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("config", sorted(EXAMPLES.glob("*.toml")), ids=lambda path: path.name)

@@ -21,14 +21,7 @@ H = 6  # a hidden size other than d_model, so the projections are exercised
 TOL = {"atol": 1e-5, "rtol": 1e-5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: intra-op threads only add hand-offs, which stall for whole
-    milliseconds per call on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _registered() -> tuple[dict, dict]:
