@@ -157,3 +157,19 @@ def test_language_model_continues_a_prompt(tmp_path):
     model = seqkit.load(tmp_path / "lm")
     # the continuation's score is the whole text's minus the prompt's
     assert float(lines[2][0]) == pytest.approx(model.score(["a b c d e"])[0], abs=1e-4)
+
+
+@pytest.mark.parametrize("attention", ["general", "additive"])
+def test_recurrent_attention_maps(translator, tmp_path, attention):
+    """Luong (after the fused RNN) and Bahdanau (inside the cell loop) weights both reach the map."""
+    config = {"seed": 0, "task": {"name": "translation", "train": str(translator / "train.tsv"),
+                                  "tokenizer": "word", "vocab_size": 20},
+              "model": {"d_model": 16, "encoder": {"name": "gru"},
+                        "decoder": {"name": "lstm", "attention": attention}},
+              "data": {"batch_tokens": 128, "max_target_len": 8},
+              "train": {"steps": 2, "eval_every": 2}}
+    seqkit.train(config, out=tmp_path / "run", test=False)
+    generation, attention_map = seqkit.load(tmp_path / "run").attention("a b c d")
+    assert attention_map.source_tokens == ["a", "b", "c", "d"]
+    assert attention_map.weights.shape == (len(generation.tokens) + 1, 4)
+    torch.testing.assert_close(attention_map.weights.sum(1), torch.ones(len(generation.tokens) + 1))
