@@ -143,7 +143,9 @@ def load_config(
     if isinstance(source, dict):
         data = _deep_copy(source)
     else:
-        origin, base = str(source), Path(source).parent
+        # data paths become absolute: a run folder's config (and a checkpoint's) then works from
+        # any working directory, as `seqkit eval runs/x` from elsewhere needs
+        origin, base = str(source), Path(source).resolve().parent
         text, data = read_toml(Path(source))
     set_paths = apply_overrides(data, overrides)
     manager = manager or make_plugin_manager()
