@@ -173,3 +173,19 @@ def test_recurrent_attention_maps(translator, tmp_path, attention):
     assert attention_map.source_tokens == ["a", "b", "c", "d"]
     assert attention_map.weights.shape == (len(generation.tokens) + 1, 4)
     torch.testing.assert_close(attention_map.weights.sum(1), torch.ones(len(generation.tokens) + 1))
+
+
+def test_a_classifier_prints_labels(tmp_path):
+    lines = [f"{w} {w}\t{'pos' if w in 'abc' else 'neg'}" for w in "abcdef"] * 20
+    (tmp_path / "train.tsv").write_text("\n".join(lines) + "\n")
+    config = {"seed": 0, "task": {"name": "classification", "train": str(tmp_path / "train.tsv"),
+                                  "tokenizer": "word"},
+              "model": {"d_model": 16, "encoder": {"name": "gru"}},
+              "data": {"batch_tokens": 64}, "train": {"steps": 60, "lr": 1e-2, "eval_every": 60}}
+    seqkit.train(config, out=tmp_path / "run", test=False)
+    result = invoke("generate", tmp_path / "run", "a a", "f f", "b")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["pos", "neg", "pos"]
+    empty = invoke("generate", tmp_path / "run", "")
+    assert empty.exit_code == 2 and "input 1: empty" in empty.stderr
+    assert invoke("score", tmp_path / "run", "--data", tmp_path / "train.tsv").exit_code == 2
