@@ -135,7 +135,8 @@ class Model:
         total log-probability, token ids) instead; with ``nbest > 1`` a list of ``nbest`` of those
         per text, best first. ``max_len`` defaults to the config's ``data.max_target_len``. An
         empty source gives an empty output. A classifier or regressor returns its predictions."""
-        options = SearchConfig(max_len=max_len or self.config.data.max_target_len, min_len=min_len, beam=beam,
+        max_len = self.config.data.max_target_len if max_len is None else max_len
+        options = SearchConfig(max_len=max_len, min_len=min_len, beam=beam,
                                nbest=nbest, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
                                sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
         with self.autocast():

@@ -114,7 +114,8 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
     if batch_size < 1:
         raise SeqkitError(f"--batch-size: must be at least 1, got {batch_size}")
     model = _load(ctx, run, backend_name, precision)
-    options = _search_options(max_len=max_len or model.config.data.max_target_len, min_len=min_len,
+    default_len = model.config.data.max_target_len
+    options = _search_options(max_len=default_len if max_len is None else max_len, min_len=min_len,
                               beam=beam, nbest=nbest, length_penalty=length_penalty,
                               no_repeat_ngram=no_repeat_ngram, sample=sample, temperature=temperature,
                               top_k=top_k, top_p=top_p, seed=seed)

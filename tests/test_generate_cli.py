@@ -126,6 +126,7 @@ def test_python_api_generate_and_score(translator):
     (["--nbest", "3"], "--nbest: 3 is above the beam size 1"),
     (["--top-p", "0"], "--top-p: must be in (0, 1]"),
     (["--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["--max-len", "0"], "--max-len: must be an integer >= 1, got 0"),
 ])
 def test_bad_options_are_one_line_errors(translator, args, message):
     result = invoke("generate", translator / "run", "a", *args)
