@@ -40,3 +40,12 @@ class CheckpointError(SeqkitError):
 
 class BackendUnavailableError(SeqkitError):
     """A device backend was asked for that cannot run here."""
+
+
+class GenerationError(SeqkitError):
+    """Generation cannot satisfy its constraints (``min_len`` against ``no_repeat_ngram``) for an
+    input; ``row`` is the input's row in the batch searched, when known."""
+
+    def __init__(self, message: str, row: int | None = None):
+        super().__init__(message)
+        self.row = row

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from seqkit.errors import ConfigError
+from seqkit.errors import ConfigError, GenerationError
 from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput
 from seqkit.model import SeqModel
 
@@ -200,10 +200,7 @@ class _Search:
                 allowed[at_limit] = NEG_INF
                 allowed[:, EOS] = torch.where(at_limit, logp[:, EOS], eos)
         if config.no_repeat_ngram:
-            self._ban_repeats(allowed)
-            stuck = allowed.max(-1).values == NEG_INF  # all banned: end here rather than emit PAD
-            if stuck.any():
-                allowed[stuck, EOS] = logp[stuck, EOS]
+            self._ban_repeats(allowed)  # may ban every token: the searches decide what that means
         if position < self.longest:
             forced = position < self.prompt_len[owner]
             if forced.any():
@@ -225,6 +222,16 @@ class _Search:
             if banned:
                 allowed[slot, banned] = NEG_INF
 
+    def cannot_continue(self, row: int) -> GenerationError:
+        """The error for an input row none of whose hypotheses has a token allowed next."""
+        config, position = self.config, self.history.size(1)
+        produced = position - int(self.prompt_len[row])
+        if config.no_repeat_ngram:
+            reason = f"no_repeat_ngram {config.no_repeat_ngram} bans every token after {produced} new tokens"
+        else:
+            reason = f"the model gives every allowed token zero probability after {produced} new tokens"
+        return GenerationError(f"min_len {config.min_len} cannot be met: {reason}", row)
+
     def output(self, slot: int, owner: int) -> list[int]:
         """The slot's tokens after its prompt."""
         return self.history[slot, int(self.prompt_len[owner]):].tolist()
@@ -243,6 +250,9 @@ class _Search:
         logits = self.prefill()
         while True:
             logp, allowed = self.log_probs(logits, owner)
+            stuck = allowed.max(-1).values == NEG_INF  # end of sequence is banned, and so is every word
+            if stuck.any():
+                raise self.cannot_continue(int(owner[stuck.nonzero()[0, 0]]))
             token = _draw(allowed, config, generator) if config.sample else allowed.argmax(-1)
             total = total + logp.gather(1, token[:, None]).squeeze(1)
             self.history = torch.cat([self.history, token[:, None]], dim=1)
@@ -288,9 +298,13 @@ class _Search:
             order = is_eos.to(torch.int8).argsort(dim=1, stable=True)[:, :K]
             scores, beam = top_scores.gather(1, order), top_beam.gather(1, order)
             token = top_token.gather(1, order)
-            keep = (~self._rows_done(finished, owner, scores)).nonzero().squeeze(1)
+            done = self._rows_done(finished, owner, scores)
+            for r in done.nonzero().squeeze(1).tolist():
+                if not finished[int(owner[r])]:  # every hypothesis died before it could end
+                    raise self.cannot_continue(int(owner[r]))
+            keep = (~done).nonzero().squeeze(1)
             if keep.numel() == 0:
-                return [sorted(h, key=lambda x: -x.rank)[: config.nbest] for h in finished]
+                return [h[: config.nbest] for h in finished]
             slots = (keep[:, None] * K + beam[keep]).view(-1)  # working rows of the surviving beams
             self.decoding.select(slots)
             token = token[keep].view(-1, 1)
@@ -300,28 +314,38 @@ class _Search:
 
     def _finish(self, finished: list[list[Hypothesis]], owner: Tensor, top_beam: Tensor,
                 top_scores: Tensor, ending: Tensor) -> None:
+        """Add the ending candidates to their rows' finished hypotheses; each row keeps its
+        ``beam`` best by rank, best first."""
         K = self.config.beam
+        rows = set()
         for r, k in ending.nonzero().tolist():
             row, slot = int(owner[r]), r * K + int(top_beam[r, k])
             tokens, value = self.output(slot, row), float(top_scores[r, k])
             finished[row].append(Hypothesis(tokens, value, self.config.rank(value, len(tokens) + 1)))
+            rows.add(row)
+        for row in rows:  # a stable sort: of equal ranks, the one finished first stays first
+            finished[row] = sorted(finished[row], key=lambda h: -h.rank)[:K]
 
     def _rows_done(self, finished: list[list[Hypothesis]], owner: Tensor, scores: Tensor) -> Tensor:
-        """A row is done when it has ``beam`` finished hypotheses, when no beam is alive, or when
-        no live beam can still rank above its ``nbest``-th finished one (a live score only falls;
-        the length penalty at the longest allowed length bounds how far its rank can rise)."""
+        """A row is done when no beam is alive, or when no live beam can still rank above its
+        ``nbest``-th finished hypothesis. A live score only falls as tokens are added, so with
+        length penalty 0 the best live score bounds every rank still to come; with a penalty the
+        bound is the best live score at the longest length allowed (the rank of a negative score
+        rises with length). Having ``beam`` finished hypotheses is no reason to stop: a live one
+        may still beat them (Hugging Face's ``early_stopping=False``). Stopping at the ``nbest``-th
+        rather than the ``beam``-th returns the same ``nbest``: nothing later can rank above it."""
         config = self.config
         best_live = scores.max(dim=1).values.tolist()
         done = []
         for r, row in enumerate(owner.tolist()):
             hypotheses = finished[row]
-            if len(hypotheses) >= config.beam or best_live[r] == NEG_INF:
+            if best_live[r] == NEG_INF:
                 done.append(True)
             elif len(hypotheses) < config.nbest:
                 done.append(False)
             else:
-                nth = sorted((h.rank for h in hypotheses), reverse=True)[config.nbest - 1]
-                done.append(nth >= config.rank(best_live[r], config.max_len + 1))
+                bound = config.rank(best_live[r], config.max_len + 1)
+                done.append(hypotheses[config.nbest - 1].rank >= bound)
         return torch.tensor(done, dtype=torch.bool, device=scores.device)
 
 
