@@ -12,6 +12,7 @@ document) in its header, so a flipped bit anywhere is an error on load, not a si
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,6 +28,8 @@ from torch import Tensor, nn
 
 from seqkit import __version__
 from seqkit.errors import CheckpointError
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # what safetensors itself accepts
@@ -162,8 +165,10 @@ def load_weights(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> No
 
 
 def check_meta(meta: dict[str, Any], path: Path, manager) -> None:
-    """Refuse a checkpoint from a newer format, or one whose components no installed plugin
-    registers; the error names the plugin, distribution and version it needs."""
+    """Refuse a checkpoint from a newer format, or one whose components the installed plugins do
+    not provide as they were when it was written: a missing component, or one of that name from
+    another plugin or distribution, is a one-line CheckpointError naming both. Another version of
+    the same distribution loads, with a warning."""
     version = meta.get("format_version")
     if not isinstance(version, int):
         raise CheckpointError(f"{path}: not a seqkit checkpoint (no format version)")
@@ -171,12 +176,34 @@ def check_meta(meta: dict[str, Any], path: Path, manager) -> None:
         raise CheckpointError(f"{path}: written by seqkit {meta.get('seqkit_version')} in checkpoint format "
                               f"{version}; this seqkit ({__version__}) reads format {FORMAT_VERSION} "
                               "- upgrade seqkit")
-    for _kind, info in meta.get("components", {}).items():
-        if info["name"] not in manager.names(info["kind"]):
-            raise CheckpointError(
-                f"{path}: needs {info['kind']} {info['name']!r} from plugin {info['plugin']} "
-                f"({info['distribution']} {info['version']}), which is not installed"
-                f" or is broken; pip install {info['distribution']}=={info['version']}")
+    components = meta.get("components", {})
+    if not isinstance(components, dict):
+        raise CheckpointError(f"{path}: corrupt metadata: components is not a JSON object")
+    for info in components.values():
+        try:
+            kind, name, plugin = info["kind"], info["name"], info["plugin"]
+            distribution, version = info.get("distribution"), info.get("version")
+        except (KeyError, TypeError):
+            raise CheckpointError(f"{path}: corrupt metadata: a component lacks kind, name or "
+                                  "plugin") from None
+        needed = f"{kind} {name!r} from plugin {plugin} ({distribution or '?'} {version or '?'})"
+        found = _installed(manager, kind, name, plugin)
+        if not found:
+            raise CheckpointError(f"{path}: needs {needed}, which is not installed or is broken; "
+                                  f"pip install {distribution}=={version}")
+        if len(found) > 1 or found[0].plugin != plugin or found[0].distribution != distribution:
+            installed = " and ".join(reg.provenance() for reg in found)
+            raise CheckpointError(f"{path}: needs {needed}; the installed {name!r} comes from {installed}")
+        if found[0].version != version:
+            log.warning("%s: written with %s %s %s; using %s", path, kind, name,
+                        f"from {plugin} ({distribution} {version})", found[0].provenance())
+
+
+def _installed(manager, kind: str, name: str, plugin: str) -> list:
+    """The registrations that could stand for the recorded component: the recording plugin's own
+    if it is loaded, else every registration of that name."""
+    return [reg for reg in manager.registrations(kind) if reg.name == name and reg.plugin == plugin] or \
+        [reg for reg in manager.registrations(kind) if reg.name == name]
 
 
 # -- trainer state ------------------------------------------------------------------------------

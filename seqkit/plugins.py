@@ -2,9 +2,14 @@
 
 ``make_plugin_manager()`` builds a fresh manager on every call: it walks the entry points of group
 ``seqkit`` one by one. A plugin that fails to import, implements a hook seqkit does not define,
-raises inside a hook, or registers a name another plugin already has, is skipped and recorded with
-its error; every other plugin works. ``SEQKIT_STRICT_PLUGINS=1`` (or ``strict=True``) makes any such
-failure a PluginError. ``SEQKIT_DISABLE_PLUGINS=a,b`` (or ``disable=``) blocks plugins by name.
+raises inside a hook, registers a config class whose defaults seqkit's own converter rejects, or
+takes a name a built-in plugin has, is skipped and recorded with its error; every other plugin
+works. ``SEQKIT_STRICT_PLUGINS=1`` (or ``strict=True``) makes any such failure a PluginError.
+``SEQKIT_DISABLE_PLUGINS=a,b`` (or ``disable=``) blocks plugins by name.
+
+Two third-party plugins registering one name both stay loaded, whatever order they load in: the
+bare name becomes ambiguous (looking it up is an error naming both), and ``<plugin>:<name>``
+(``seqkit_a:cnn``) picks one. Strict mode makes such a clash fatal.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import importlib.metadata
 import logging
 import os
 import re
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -23,6 +29,7 @@ import click
 import pluggy
 
 from seqkit import hookspecs
+from seqkit.convert import KeyPathError, convert, field_types, to_toml_data
 from seqkit.errors import PluginError, RegistryError
 
 log = logging.getLogger(__name__)
@@ -37,9 +44,10 @@ HOOK_KINDS = {
     "register_backends": "backend",
     "register_commands": "command",
 }
-# Distribution of seqkit itself: its built-in plugins load first, so a third-party plugin cannot
-# take a built-in name by loading earlier.
+# Distribution of seqkit itself: its built-in plugins load first, and a third-party plugin that
+# registers a built-in name is broken (whatever it is called), so built-in names never change meaning.
 CORE_DISTRIBUTION = "seqkit"
+QUALIFIER = ":"  # "<plugin>:<name>" picks one plugin's registration
 
 
 @dataclass(frozen=True)
@@ -58,6 +66,11 @@ class Registration:
         """e.g. "seqkit_recurrent (seqkit 0.1.0)"."""
         return f"{self.plugin} ({self.distribution or '?'} {self.version or '?'})"
 
+    @property
+    def qualified_name(self) -> str:
+        """e.g. "seqkit_recurrent:lstm": this registration, whoever else registers its name."""
+        return f"{self.plugin}{QUALIFIER}{self.name}"
+
 
 @dataclass
 class PluginInfo:
@@ -70,6 +83,9 @@ class PluginInfo:
     error: str | None = None
     hooks: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(default_factory=lambda: {k: [] for k in KINDS})
+    # names another loaded third-party plugin registers too, one line each
+    clashes: list[str] = field(default_factory=list)
+    module: str | None = None  # the plugin's module (or its object's), to name it in tracebacks
 
     def to_json(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -86,36 +102,85 @@ class PluginManager:
         self.hooks = pluggy.PluginManager(GROUP)
         self.hooks.add_hookspecs(hookspecs)
         self.plugins: dict[str, PluginInfo] = {}
-        self._registry: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
+        # kind -> name -> every loaded registration of that name, in load order (two or more only
+        # for third-party plugins that clash: the bare name is then ambiguous)
+        self._registry: dict[str, dict[str, list[Registration]]] = {kind: {} for kind in KINDS}
+        # component objects built from a registration (by seqkit.model), to name them in errors
+        self._built: weakref.WeakKeyDictionary[object, Registration] = weakref.WeakKeyDictionary()
 
     @classmethod
     def from_registrations(cls, registrations: Iterable[Registration]) -> PluginManager:
         """A manager holding just these registrations (for tests and the conformance suite)."""
         manager = cls()
         for reg in registrations:
-            manager._registry[reg.kind][reg.name] = reg
+            providers = manager._registry[reg.kind].setdefault(reg.name, [])
+            if reg not in providers:
+                providers.append(reg)
         return manager
 
     # -- lookups --------------------------------------------------------------------------------
 
     def names(self, kind: str) -> list[str]:
-        """Registered names of one kind, sorted."""
-        return sorted(self._registry[kind])
+        """The names ``get`` takes for one kind, sorted: every registered name, and for a name two
+        plugins register (ambiguous on its own) also its qualified forms ``plugin:name``."""
+        names = set()
+        for name, providers in self._registry[kind].items():
+            names.add(name)
+            if len(providers) > 1:
+                names.update(reg.qualified_name for reg in providers)
+        return sorted(names)
 
     def registrations(self, kind: str) -> list[Registration]:
-        return [self._registry[kind][name] for name in self.names(kind)]
+        """Every loaded registration of one kind (clashing ones too), by name and plugin."""
+        return sorted((reg for providers in self._registry[kind].values() for reg in providers),
+                      key=lambda reg: (reg.name, reg.plugin))
 
     def get(self, kind: str, name: str) -> Registration:
-        """The registration of ``name``; a RegistryError lists the available names otherwise."""
+        """The registration of ``name`` (or of ``plugin:name``); a RegistryError says what is
+        available, or which plugins a clashing name could mean, otherwise."""
+        if not isinstance(name, str):
+            raise RegistryError(f"{kind} name must be a string, got {name!r}")
+        plugin, qualified, bare = name.rpartition(QUALIFIER) if QUALIFIER in name else ("", "", name)
+        providers = self._registry[kind].get(bare, [])
+        if qualified:
+            for reg in providers:
+                if reg.plugin == plugin:
+                    return reg
+            raise RegistryError(f"unknown {kind} {name!r}: {self._plugin_lacks(kind, plugin, bare)}")
+        if len(providers) == 1:
+            return providers[0]
+        if providers:
+            raise RegistryError(_ambiguous(kind, name, providers))
+        available = ", ".join(self.names(kind)) or "none"
+        broken = [p.name for p in self.plugins.values() if p.status == "broken"]
+        hint = f" (broken plugins: {', '.join(broken)})" if broken else ""
+        raise RegistryError(f"unknown {kind} {name!r}; available: {available}{hint}")
+
+    def _plugin_lacks(self, kind: str, plugin: str, name: str) -> str:
+        """Why plugin ``plugin`` does not provide ``kind`` ``name``, in a few words."""
+        info = self.plugins.get(plugin)
+        if info is None:
+            known = {reg.plugin for regs in self._registry[kind].values() for reg in regs}
+            installed = ", ".join(sorted({*self.plugins, *known})) or "none"
+            return f"no plugin named {plugin!r} is installed; installed: {installed}"
+        if info.status != "ok":
+            return f"plugin {plugin} is {info.status}" + (f" ({info.error})" if info.error else "")
+        offered = ", ".join(info.registered[kind]) or "none"
+        return f"plugin {plugin} registers no {kind} {name!r}; it registers: {offered}"
+
+    def record_built(self, component: object, registration: Registration) -> None:
+        """Remember that ``component`` was built by ``registration``'s factory."""
         try:
-            return self._registry[kind][name]
-        except KeyError:
-            available = ", ".join(self.names(kind)) or "none"
-            broken = [p.name for p in self.plugins.values() if p.status == "broken"]
-            hint = f" (broken plugins: {', '.join(broken)})" if broken else ""
-            raise RegistryError(
-                f"unknown {kind} {name!r}; available: {available}{hint}"
-            ) from None
+            self._built[component] = registration
+        except TypeError:  # not weakly referenceable: it goes unnamed in errors, nothing worse
+            pass
+
+    def built_by(self, component: object) -> Registration | None:
+        """The registration whose factory built ``component``, if seqkit built it."""
+        try:
+            return self._built.get(component)
+        except TypeError:
+            return None
 
     def broken(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.status == "broken"]
@@ -128,6 +193,7 @@ class PluginManager:
             name=name,
             distribution=dist.metadata["Name"] if dist is not None else None,
             version=dist.version if dist is not None else None,
+            module=module.__name__ if isinstance(module, ModuleType) else type(module).__module__,
         )
         self.plugins[name] = info
         try:
@@ -145,18 +211,33 @@ class PluginManager:
         except Exception as exc:
             self.hooks.unregister(module)
             return self._fail(info, f"{type(exc).__name__} in hook: {exc}")
-        for reg in staged:  # duplicates first, so a plugin is wholly in or wholly out
-            other = self._registry[reg.kind].get(reg.name)
-            if other is not None:
-                self.hooks.unregister(module)
-                return self._fail(
-                    info,
-                    f"duplicate {reg.kind} {reg.name!r}: registered by {other.provenance()} "
-                    f"and by {reg.provenance()}",
-                )
+        clashes = []  # (new registration, one already loaded with its name)
+        for reg in staged:  # conflicts first, so a plugin is wholly in or wholly out
+            for other in self._registry[reg.kind].get(reg.name, []):
+                if CORE_DISTRIBUTION in (other.distribution, reg.distribution):
+                    self.hooks.unregister(module)
+                    return self._fail(
+                        info,
+                        f"duplicate {reg.kind} {reg.name!r}: registered by {other.provenance()} "
+                        f"and by {reg.provenance()}",
+                    )
+                clashes.append((reg, other))
+        if clashes and self.strict:
+            reg, other = clashes[0]
+            self.hooks.unregister(module)
+            return self._fail(info, f"{reg.kind} {reg.name!r} is registered by {other.provenance()} "
+                                    f"and by {reg.provenance()}")
         for reg in staged:
-            self._registry[reg.kind][reg.name] = reg
+            self._registry[reg.kind].setdefault(reg.name, []).append(reg)
             info.registered[reg.kind].append(reg.name)
+        for reg, other in clashes:
+            for mine, theirs in ((reg, other), (other, reg)):
+                note = (f"{mine.kind} {mine.name!r} is also registered by {theirs.provenance()}: "
+                        f"pick this one with name = \"{mine.qualified_name}\"")
+                self.plugins[mine.plugin].clashes.append(note)
+            log.warning("plugins %s and %s both register %s %r: the bare name is ambiguous; use "
+                        "%r or %r, or disable one", other.plugin, reg.plugin, reg.kind, reg.name,
+                        other.qualified_name, reg.qualified_name)
         return info
 
     def _call_hooks(self, module: object, info: PluginInfo) -> list[Registration]:
@@ -176,6 +257,7 @@ class PluginManager:
             def register(name: str, factory: Callable, config_class: type | None = None,
                          _kind: str = kind) -> None:
                 _check_registration(_kind, name, factory, config_class)
+                _check_defaults(_kind, name, config_class)
                 staged.append(self._registration(_kind, name, factory, config_class, info))
 
             caller(register=register)
@@ -207,6 +289,46 @@ def _check_registration(kind: str, name: Any, factory: Any, config_class: Any) -
         raise PluginError(f"{kind} {name!r}: factory is not callable")
     if config_class is not None and not dataclasses.is_dataclass(config_class):
         raise PluginError(f"{kind} {name!r}: config_class must be a dataclass")
+
+
+def _check_defaults(kind: str, name: str, config_class: type | None) -> None:
+    """The defaults of a config class must pass seqkit's own strict converter, as if written in
+    the config file: ``layers: int = "two"`` is the plugin's bug, reported when it loads rather
+    than when a user leaves the option out."""
+    if config_class is None:
+        return
+    try:
+        types = field_types(config_class)
+    except Exception as exc:
+        raise PluginError(f"{kind} {name!r}: config class {config_class.__name__}: cannot resolve "
+                          f"its field types: {type(exc).__name__}: {exc}") from None
+    for f in dataclasses.fields(config_class):
+        if not f.init:
+            continue
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            try:
+                value = f.default_factory()
+            except Exception as exc:
+                raise PluginError(f"{kind} {name!r}: default of {f.name}: {type(exc).__name__}: "
+                                  f"{exc}") from None
+        else:
+            continue  # a required option: nothing to check
+        if value is None:
+            continue  # TOML has no null: None means "not set"
+        try:
+            convert(to_toml_data(value), types[f.name], (f.name,))
+        except KeyPathError as exc:
+            raise PluginError(f"{kind} {name!r}: config class {config_class.__name__} has a default "
+                              f"of the wrong type: {exc}") from None
+
+
+def _ambiguous(kind: str, name: str, providers: list[Registration]) -> str:
+    who = " and by ".join(reg.provenance() for reg in providers)
+    choices = " or ".join(f'"{reg.qualified_name}"' for reg in providers)
+    return (f"{kind} {name!r} is ambiguous: registered by {who}; pick one with name = {choices}, "
+            "or leave a plugin out with --disable-plugin NAME (SEQKIT_DISABLE_PLUGINS)")
 
 
 def _env_flag(name: str) -> bool:
