@@ -206,6 +206,21 @@ def _installed(manager, kind: str, name: str, plugin: str) -> list:
         [reg for reg in manager.registrations(kind) if reg.name == name]
 
 
+def pin_components(data: dict[str, Any], meta: dict[str, Any], manager) -> dict[str, Any]:
+    """The checkpoint's config ``data`` (parsed TOML) with each component name that is ambiguous
+    here (a plugin installed since registers it too) qualified with the plugin ``meta`` recorded,
+    so that a checkpoint loads the component it was trained with. Call after ``check_meta``."""
+    tables = {"task": data.get("task"), **{k: v for k, v in (data.get("model") or {}).items()
+                                           if k in ("encoder", "decoder")}}
+    for key, info in (meta.get("components") or {}).items():
+        table = tables.get(key)
+        if not isinstance(table, dict) or table.get("name") != info.get("name"):
+            continue  # qualified already, or not a component this config has
+        if sum(reg.name == info["name"] for reg in manager.registrations(info["kind"])) > 1:
+            table["name"] = f"{info['plugin']}:{info['name']}"
+    return data
+
+
 # -- trainer state ------------------------------------------------------------------------------
 
 

@@ -57,12 +57,25 @@ class SeqkitGroup(click.Group):
         return commands
 
     def invoke(self, ctx: click.Context) -> Any:
+        """seqkit's own errors, and any other exception, as one line with exit status 2 (the
+        plugin named when its code raised it); --debug lets them through with their traceback.
+        Click's own exceptions (exit, abort, usage) and KeyboardInterrupt pass unchanged."""
         try:
             return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
         except SeqkitError as exc:
             if ctx.params.get("debug"):
                 raise
             raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            from seqkit.blame import describe, exception_line
+
+            manager = (ctx.find_root().obj or {}).get("plugins")
+            where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
+            raise CliError(f"{where} (run with --debug for the traceback)") from exc
 
 
 def plugin_manager(ctx: click.Context):

@@ -49,3 +49,9 @@ class GenerationError(SeqkitError):
     def __init__(self, message: str, row: int | None = None):
         super().__init__(message)
         self.row = row
+
+
+class PluginCodeError(PluginError):
+    """Code of a plugin raised an exception of its own (not a SeqkitError), or broke the contract
+    (a cache that is not batch-first); the message names the plugin, the component's kind and name,
+    and the original exception, which is chained as ``__cause__``."""

@@ -16,10 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from seqkit.blame import exception_line
 from seqkit.config import Component, ModelConfig
-from seqkit.errors import ConfigError
+from seqkit.contracts import CACHE_BATCH, check_cache
+from seqkit.errors import ConfigError, PluginCodeError, SeqkitError
 from seqkit.interfaces import MODEL_KINDS, Cache, Decoder, Encoder, EncoderOutput
-from seqkit.plugins import PluginManager
+from seqkit.plugins import PluginManager, Registration
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ def build_model(config: ModelConfig, shape: ModelShape, manager: PluginManager) 
     encoder = _build_part("encoder", config.encoder, config.d_model, manager, Encoder)
     decoder = _build_part("decoder", config.decoder, config.d_model, manager, Decoder)
     model = SeqModel(shape, config, encoder, decoder)
-    _dry_run(model, shape)
+    _dry_run(model, shape, {part: _who(manager, part, component) for part, component in
+                            (("encoder", config.encoder), ("decoder", config.decoder)) if component})
     return model
 
 
@@ -177,38 +180,65 @@ def _build_part(part: str, component: Component | None, d_model: int, manager: P
         key = f"model.{part}.{exc.key}" if exc.key else f"model.{part}"
         message = str(exc).removeprefix(f"{exc.key}: ") if exc.key else str(exc)
         raise ConfigError(f"{key}: {message}") from None
-    except ValueError as exc:
-        raise ConfigError(f"model.{part}: {component.name}: {exc}") from None
+    except SeqkitError:
+        raise
+    except ValueError as exc:  # the documented way for a factory to reject its options
+        raise ConfigError(f"model.{part}: {component.name}: {exc} "
+                          f"(plugin {registration.plugin})") from None
+    except Exception as exc:  # a bug in the plugin's code: name it, keep the original as cause
+        raise PluginCodeError(f"model.{part}: {_describe(registration)}: "
+                              f"{exception_line(exc)}") from exc
     if not isinstance(module, expected):
         raise ConfigError(f"model.{part}: plugin {registration.plugin} built a "
                           f"{type(module).__name__}, not a seqkit {expected.__name__}")
+    manager.record_built(module, registration)
     return module
 
 
+def _describe(registration: Registration) -> str:
+    """e.g. "plugin seqkit_recurrent, decoder 'lstm'"."""
+    return f"plugin {registration.plugin}, {registration.kind} {registration.name!r}"
+
+
+def _who(manager: PluginManager, part: str, component: Component) -> str:
+    return _describe(manager.get(part, component.name))
+
+
 @torch.no_grad()
-def _dry_run(model: SeqModel, shape: ModelShape) -> None:
-    """Run two positions through the model once, so that parts which cannot work together (a
-    bridge with no recurrent state to take, mismatched sizes) fail now, naming the config key."""
+def _dry_run(model: SeqModel, shape: ModelShape, who: dict[str, str]) -> None:
+    """Run two positions of a few rows through the model once, so that parts which cannot work
+    together (a bridge with no recurrent state to take, mismatched sizes) fail now, naming the
+    config key; then a few cached decoding steps with a reorder, so that a cache which is not
+    batch-first fails now rather than at the first evaluation. ``who`` names each part's plugin."""
     was_training = model.training
     model.eval()
+    batch, enc = CACHE_BATCH, None
     try:
-        source = mask = target = None
         if model.encoder is not None:
-            source = (torch.zeros(1, 2, shape.source_features) if shape.source_features
-                      else torch.full((1, 2), shape.pad_id + 1 if shape.source_vocab > 1 else 0))
-            mask = torch.ones(1, 2, dtype=torch.bool)
-            try:
-                enc = model.encode(source, mask)
-            except (ValueError, RuntimeError) as exc:
-                raise ConfigError(f"model.encoder: {_first_line(exc)}") from None
+            source = (torch.zeros(batch, 2, shape.source_features) if shape.source_features
+                      else torch.full((batch, 2), shape.pad_id + 1 if shape.source_vocab > 1 else 0))
+            mask = torch.ones(batch, 2, dtype=torch.bool)
+            enc = _step("encoder", who, lambda: model.encode(source, mask))
         if model.decoder is not None:
-            target = torch.zeros(1, 2, dtype=torch.long)
-            try:
-                model.decode(target, enc if model.encoder is not None else None)
-            except (ValueError, RuntimeError) as exc:
-                raise ConfigError(f"model.decoder: {_first_line(exc)}") from None
+            target = torch.zeros(batch, 2, dtype=torch.long)
+            _step("decoder", who, lambda: model.decode(target, enc))
+            check_cache(model, lambda ids: model.dropout(model.target_embedding(ids)), enc,
+                        who["decoder"])
     finally:
         model.train(was_training)
+
+
+def _step(part: str, who: dict[str, str], run):
+    """``run()``; a ValueError or RuntimeError is a config problem (sizes, options that do not fit
+    together), anything else a bug in the plugin's code."""
+    try:
+        return run()
+    except SeqkitError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(f"model.{part}: {_first_line(exc)}") from None
+    except Exception as exc:
+        raise PluginCodeError(f"model.{part}: {who[part]}: {exception_line(exc)}") from exc
 
 
 def _first_line(exc: Exception) -> str:

@@ -208,6 +208,9 @@ class PluginManager:
         )
         try:
             staged = self._call_hooks(module, info)
+        except PluginError as exc:  # what the plugin registered is invalid: seqkit's own words
+            self.hooks.unregister(module)
+            return self._fail(info, str(exc))
         except Exception as exc:
             self.hooks.unregister(module)
             return self._fail(info, f"{type(exc).__name__} in hook: {exc}")

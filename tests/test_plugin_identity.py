@@ -244,3 +244,22 @@ def test_a_qualified_name_is_stored_and_loads_while_its_plugin_is_installed(tmp_
         assert model.meta["components"]["encoder"]["plugin"] == a
     with pytest.raises(CheckpointError, match=f"from plugin {a}"):
         seqkit.load(out, manager=make_plugin_manager(disable=[a]))
+
+
+def test_a_checkpoint_with_a_bare_name_loads_its_own_plugins_component_after_a_clash(trained_with_a):
+    """seqkit_b was installed after training: the stored bare 'cnn' is ambiguous now, and the
+    checkpoint's metadata says which plugin it meant."""
+    import tomllib
+
+    from seqkit.checkpoint import load_tensors, pin_components
+    from seqkit.run_folder import RunFolder
+
+    manager = make_plugin_manager()
+    _, stored = load_tensors(RunFolder(trained_with_a).latest_checkpoint())
+    check_meta(stored, "ckpt", manager)
+    data = tomllib.loads(stored["config"])
+    with pytest.raises(ConfigError, match="ambiguous"):
+        load_config(data, manager=manager)
+    config = load_config(pin_components(data, stored, manager), manager=manager)
+    assert config.model.encoder.name == "seqkit_a:cnn"
+    assert config.model.decoder.name == "gru"  # not ambiguous: left as it was

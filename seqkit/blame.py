@@ -1,0 +1,140 @@
+"""Which plugin an exception came from: for errors raised inside plugin code.
+
+An exception that is not a SeqkitError, raised by a plugin's factory, forward, init_cache,
+reorder_cache or a task's methods, would otherwise reach the user as a traceback naming no plugin.
+``blame(exc, manager)`` walks the traceback to the innermost frame whose module belongs to a loaded
+plugin (the top-level package of a registration's factory, or the plugin's own module) and says
+which plugin and, where it can tell, which of its components raised it:
+``plugin seqkit_a, decoder 'cnn': ValueError: first line of the message``.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import FrameType, TracebackType
+from typing import Any
+
+# top-level packages that are never a plugin's own code, even when a plugin registers one of their
+# callables as a factory (``register("x", object)``)
+_NOT_PLUGIN_CODE = {"seqkit", "torch", "numpy", "click", "pluggy", "builtins", "functools",
+                    *sys.stdlib_module_names}
+
+
+@dataclass(frozen=True)
+class Blame:
+    """The plugin (and, when known, the component) whose code raised an exception."""
+
+    plugin: str
+    kind: str | None
+    name: str | None
+
+    def describe(self, exc: BaseException) -> str:
+        """``plugin P, decoder 'y': Type: first line`` (or ``plugin P: Type: first line``)."""
+        who = f"plugin {self.plugin}" + (f", {self.kind} {self.name!r}" if self.kind else "")
+        return f"{who}: {exception_line(exc)}"
+
+
+def exception_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (just ``Type`` without a message)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def blame(exc: BaseException, manager: Any) -> Blame | None:
+    """The plugin whose code raised ``exc``: the innermost traceback frame in a plugin's modules,
+    looking through ``__cause__``/``__context__`` when ``exc``'s own traceback has none."""
+    if manager is None:
+        return None
+    owners = _module_owners(manager)
+    if not owners:
+        return None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = list(_frames(exc.__traceback__))
+        for index in range(len(frames) - 1, -1, -1):
+            plugin = _owner(frames[index].f_globals.get("__name__", ""), owners)
+            if plugin is not None:
+                kind, name = _component(manager, plugin, frames[: index + 1])
+                return Blame(plugin, kind, name)
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def describe(exc: BaseException, manager: Any) -> str | None:
+    """``blame(exc, manager).describe(exc)``, or None when no plugin's code is in the traceback."""
+    found = blame(exc, manager)
+    return found.describe(exc) if found is not None else None
+
+
+def _frames(tb: TracebackType | None) -> Iterator[FrameType]:
+    while tb is not None:
+        yield tb.tb_frame
+        tb = tb.tb_next
+
+
+def _module_owners(manager: Any) -> dict[str, str]:
+    """Module prefix -> plugin: each plugin's module, each factory's module and their top-level
+    packages. The longest matching prefix wins, so two plugins of one package stay apart."""
+    owners: dict[str, str] = {}
+    infos = getattr(manager, "plugins", {})
+    for info in infos.values():
+        if info.status == "ok" and info.module:
+            _add(owners, info.module, info.name)
+    for kind in ("encoder", "decoder", "task", "backend", "command"):
+        for reg in manager.registrations(kind):
+            module = getattr(_unwrap(reg.factory), "__module__", None)
+            if isinstance(module, str):
+                _add(owners, module, reg.plugin)
+    return owners
+
+
+def _add(owners: dict[str, str], module: str, plugin: str) -> None:
+    top = module.partition(".")[0]
+    if top in _NOT_PLUGIN_CODE:
+        return
+    owners.setdefault(module, plugin)
+    owners.setdefault(top, plugin)
+
+
+def _owner(module: str, owners: dict[str, str]) -> str | None:
+    while module:
+        if module in owners:
+            return owners[module]
+        module = module.rpartition(".")[0]
+    return None
+
+
+def _unwrap(factory: Any) -> Any:
+    """The function behind a factory: a partial's function, a click command's callback."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    callback = getattr(factory, "callback", None)
+    return callback if callback is not None and not isinstance(factory, type) else factory
+
+
+def _component(manager: Any, plugin: str, frames: list[FrameType]) -> tuple[str | None, str | None]:
+    """Which of ``plugin``'s registrations the frames (outermost first) ran: an object it built
+    (``self`` of a method), its factory function itself, or its only registration."""
+    mine = [reg for kind in ("encoder", "decoder", "task", "backend", "command")
+            for reg in manager.registrations(kind) if reg.plugin == plugin]
+    for frame in reversed(frames):
+        owner = frame.f_locals.get("self")
+        if owner is not None:
+            reg = manager.built_by(owner) if hasattr(manager, "built_by") else None
+            if reg is None:
+                reg = next((r for r in mine if isinstance(r.factory, type)
+                            and r.factory.__module__.partition(".")[0] not in _NOT_PLUGIN_CODE
+                            and isinstance(owner, r.factory)), None)
+            if reg is not None and reg.plugin == plugin:
+                return reg.kind, reg.name
+        code = frame.f_code
+        reg = next((r for r in mine if getattr(_unwrap(r.factory), "__code__", None) is code), None)
+        if reg is not None:
+            return reg.kind, reg.name
+    if len(mine) == 1:
+        return mine[0].kind, mine[0].name
+    return None, None
