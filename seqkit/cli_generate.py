@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
-from seqkit.errors import ConfigError, SeqkitError
+from seqkit.errors import ConfigError, DataError, GenerationError, SeqkitError
 
 
 def device_options(command):
@@ -42,10 +46,43 @@ def _search_options(**options):
         raise ConfigError(f"{flag}: {str(exc).removeprefix(f'{exc.key}: ')}") from None
 
 
+def _flag(name: str) -> str:
+    return f"--{name.replace('_', '-')}"
+
+
+@contextlib.contextmanager
+def _named_by_flag():
+    """Errors of the search options raised while generating, told by their flags: a --max-len the
+    decoder cannot hold, a --min-len that --no-repeat-ngram makes impossible."""
+    from seqkit.generate import SearchConfig
+
+    fields = {f.name for f in dataclasses.fields(SearchConfig)}
+    try:
+        yield
+    except GenerationError as exc:
+        names = "|".join(sorted(f for f in fields if "_" in f))
+        raise GenerationError(re.sub(rf"\b({names})\b", lambda m: _flag(m.group(1)), str(exc))) from None
+    except ConfigError as exc:
+        if exc.key not in fields:
+            raise
+        raise ConfigError(f"{_flag(exc.key)}: {str(exc).removeprefix(f'{exc.key}: ')}") from None
+
+
+def _text_lines(stream: BinaryIO, name: str) -> Iterator[str]:
+    """The lines of a byte stream as text, without line ends; bytes that are not UTF-8 are an
+    error naming the file and line (nothing is guessed or replaced)."""
+    for number, line in enumerate(stream, 1):
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{name}:{number}: not UTF-8 text (byte {exc.start + 1})") from None
+        yield text.rstrip("\r\n")
+
+
 def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
     chunk = []
     for line in lines:
-        chunk.append(line.rstrip("\r\n"))
+        chunk.append(line)
         if len(chunk) == size:
             yield chunk
             chunk = []
@@ -75,7 +112,7 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
 @click.command()
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.File("r", encoding="utf-8"),
+@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str),
               help="Read inputs from this file, one per line ('-': standard input, the default).")
 @click.option("--beam", default=1, show_default=True, help="Beam size (1: greedy search).")
 @click.option("--nbest", default=1, show_default=True, help="Outputs per input, best first (at most --beam).")
@@ -93,7 +130,7 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
               help="Text format: prefix each output with its total log-probability and a tab.")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
               help="text: one output per line (--nbest N: N lines per input); jsonl: one object per input.")
-@click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together.")
+@click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together (at least 1).")
 @device_options
 @click.option("--interactive", is_flag=True, help="Prompt for one input at a time until end of input.")
 @click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path),
@@ -121,30 +158,43 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
                               top_k=top_k, top_p=top_p, seed=seed)
 
     def run_inputs(inputs: list[str]) -> None:
-        with model.autocast():
+        with model.autocast(), _named_by_flag():
             found = search(model.model, model.task, model.config, inputs, options, batch_size)
         _emit(inputs, found, fmt, nbest, with_scores)
 
-    if attention_png is not None:
-        _draw_attention(model, list(texts) or [line.rstrip("\r\n") for line in input_file or []], options,
-                        attention_png, fmt, with_scores)
-    elif interactive:
+    if interactive and attention_png is None:
         _interactive(run_inputs)
     elif texts:
-        run_inputs(list(texts))
+        if attention_png is not None:
+            with _named_by_flag():
+                _draw_attention(model, list(texts), options, attention_png, fmt, with_scores)
+        else:
+            run_inputs(list(texts))
     else:
-        stream = input_file or sys.stdin
-        for chunk in _chunks(stream, 1 if stream.isatty() else batch_size):
-            run_inputs(chunk)
+        from_stdin = input_file in (None, "-")
+        name = "<stdin>" if from_stdin else input_file
+        with contextlib.nullcontext(sys.stdin.buffer) if from_stdin else \
+                open(input_file, "rb") as stream:
+            if attention_png is not None:
+                with _named_by_flag():
+                    _draw_attention(model, list(_text_lines(stream, name)), options, attention_png, fmt,
+                                    with_scores)
+                return
+            for chunk in _chunks(_text_lines(stream, name), 1 if stream.isatty() else batch_size):
+                run_inputs(chunk)
 
 
 def _interactive(run_inputs) -> None:
+    number = 0
     while True:
+        number += 1
         try:
             line = input("> " if sys.stdin.isatty() else "")
         except (EOFError, KeyboardInterrupt):
             click.echo("", err=True)
             return
+        except UnicodeDecodeError as exc:
+            raise DataError(f"<stdin>:{number}: not UTF-8 text (byte {exc.start + 1})") from None
         run_inputs([line])
 
 
@@ -164,13 +214,15 @@ def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, wit
               help="Examples in the task's format (translation: source and target; a language model: texts).")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
               help="text: one total log-probability per line; jsonl: source, target and score.")
-@click.option("--batch-size", default=64, show_default=True, help="Examples scored together.")
+@click.option("--batch-size", default=64, show_default=True, help="Examples scored together (at least 1).")
 @device_options
 @click.pass_context
 def score(ctx: click.Context, run: Path, data: Path, fmt: str, batch_size: int, backend_name: str,
           precision: str) -> None:
     """Total log-probability of each target in --data given its source, end of sequence
     included (for rescoring, and for checking search): one line per example."""
+    if batch_size < 1:
+        raise SeqkitError(f"--batch-size: must be at least 1, got {batch_size}")
     model = _load(ctx, run, backend_name, precision)
     model.use_data("test", data)
     examples = list(model.task.examples("test"))

@@ -15,6 +15,7 @@ every hypothesis ends with one. Prompt tokens are fed, never scored.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,12 +59,12 @@ class SearchConfig:
             raise ConfigError(f"min_len: {self.min_len} is above max_len {self.max_len}", "min_len")
         if self.nbest > self.beam:
             raise ConfigError(f"nbest: {self.nbest} is above the beam size {self.beam}", "nbest")
-        if not self.length_penalty >= 0:
-            raise ConfigError(f"length_penalty: must be >= 0, got {self.length_penalty}", "length_penalty")
-        if not self.temperature > 0:
-            raise ConfigError(f"temperature: must be > 0, got {self.temperature}", "temperature")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p: must be in (0, 1], got {self.top_p}", "top_p")
+        _number(self, "length_penalty", 0 <= _real(self.length_penalty) < math.inf, ">= 0 and finite")
+        _number(self, "temperature", 0 < _real(self.temperature) < math.inf, "> 0 and finite")
+        _number(self, "top_p", 0 < _real(self.top_p) <= 1, "in (0, 1]")
+        if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
+                                      or not 0 <= self.seed < 2**64):
+            raise ConfigError(f"seed: must be an integer from 0 to 2**64 - 1, got {self.seed!r}", "seed")
         if self.sample and self.beam > 1:
             raise ConfigError("sample: sampling draws one hypothesis; it cannot run with beam > 1", "sample")
 
@@ -72,6 +73,16 @@ class SearchConfig:
         if self.length_penalty == 0:
             return score
         return score / ((5 + length) / 6) ** self.length_penalty
+
+
+def _real(value) -> float:
+    """``value`` as a float for a range check; nan (fails every check) when it is not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _number(config: SearchConfig, name: str, ok: bool, wanted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{name}: must be {wanted}, got {getattr(config, name)!r}", name)
 
 
 def _at_least(config: SearchConfig, name: str, minimum: int) -> None:
@@ -133,9 +144,20 @@ class _Decoding:
     recomputing the whole prefix (``use_cache=False``). ``select`` keeps rows ``index``."""
 
     def __init__(self, model: SeqModel, enc: EncoderOutput | None, rows: int, capacity: int,
-                 use_cache: bool):
+                 use_cache: bool, max_len: int):
         self.model, self.enc = model, enc
-        self.cache = model.decoder.init_cache(enc, rows, capacity) if use_cache else None
+        # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
+        # here, once, before any work (the cache contract's ValueError): made for one row only
+        probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
+                                                                                       device=enc.memory.device))
+        try:
+            cache = model.decoder.init_cache(probe_enc, rows if use_cache else 1, capacity)
+        except ValueError as exc:
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"max_len: {max_len} new tokens need {capacity} decoder positions (with "
+                              f"BOS and the longest prompt); the decoder cannot hold them: {reason}",
+                              "max_len") from None
+        self.cache = cache if use_cache else None
         self.prefix: Tensor | None = None  # (N, t) everything fed so far, recompute mode only
 
     def feed(self, tokens: Tensor) -> Tensor:
@@ -173,7 +195,8 @@ class _Search:
         for i, p in enumerate(prompts):
             self.prompt[i, : len(p)] = torch.tensor(p, dtype=torch.long)
         self.shortest = min((len(p) for p in prompts), default=0)  # prompt tokens every row has
-        self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache)
+        self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache,
+                                  config.max_len)
         self.vocab = model.shape.target_vocab
         self.history = self.prompt[:, : self.shortest]
 

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from seqkit.config import RunConfig
-from seqkit.errors import ConfigError
+from seqkit.errors import ConfigError, GenerationError
 from seqkit.generate import Hypothesis, SearchConfig, generate, score
 from seqkit.interfaces import BOS, EOS, PAD, Example, Task
 from seqkit.model import SeqModel
@@ -38,6 +38,24 @@ class Prepared:
     prompts: list[list[int]]
 
 
+def as_texts(value, name: str) -> tuple[list[str], bool]:
+    """``value`` as a list of texts, and whether it was one text: a ``str`` is one text (never a
+    sequence of one-character texts); a list or tuple must hold only strings."""
+    if isinstance(value, str):
+        return [value], True
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name}: must be a string or a list of strings, got {type(value).__name__}")
+    for i, text in enumerate(value):
+        if not isinstance(text, str):
+            raise ConfigError(f"{name}[{i}]: must be a string, got {type(text).__name__}")
+    return list(value), False
+
+
+def check_batch_size(batch_size) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ConfigError(f"batch_size: must be an integer >= 1, got {batch_size!r}", "batch_size")
+
+
 def prepare(task: Task, config: RunConfig, texts: Sequence[str]) -> Prepared:
     kind, data = task.model_kind, config.data
     if kind == "language_model":
@@ -50,11 +68,20 @@ def prepare(task: Task, config: RunConfig, texts: Sequence[str]) -> Prepared:
     return Prepared(sources, [[] for _ in texts])
 
 
-def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str], options: SearchConfig,
-           batch_size: int = 64) -> list[list[Generation]]:
+def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str] | str, options: SearchConfig,
+           batch_size: int = 64) -> list[list[Generation]] | list[Generation]:
     """The ``options.nbest`` best outputs of each text, best first. Texts run in batches of
     similar length; an empty seq2seq source gives one empty output; a language model continues
-    each text (an empty one is generated from nothing) and returns prompt plus continuation."""
+    each text (an empty one is generated from nothing) and returns prompt plus continuation.
+    One ``str`` is one text: its outputs alone come back, not a list of one."""
+    texts, single = as_texts(texts, "texts")
+    check_batch_size(batch_size)
+    results = _search(model, task, config, texts, options, batch_size)
+    return results[0] if single else results
+
+
+def _search(model: SeqModel, task: Task, config: RunConfig, texts: list[str], options: SearchConfig,
+            batch_size: int) -> list[list[Generation]]:
     if model.kind not in TOKEN_KINDS:
         return [[Generation(value, None, [])] for value in predict(model, task, config, texts, batch_size)]
     device = next(model.parameters()).device
@@ -62,11 +89,16 @@ def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str],
     results: list[list[Generation]] = [[Generation("", None, [])] for _ in texts]
     rows = [i for i in range(len(texts)) if model.kind == "language_model" or prepared.sources[i] is not None]
     for chunk in _batches(rows, lambda i: _length(prepared, i), batch_size):
-        if model.kind == "language_model":
-            found = generate(model, config=options, prompts=[prepared.prompts[i] for i in chunk])
-        else:
-            source, mask = pad_sources([prepared.sources[i] for i in chunk])
-            found = generate(model, source.to(device), mask.to(device), options)
+        try:
+            if model.kind == "language_model":
+                found = generate(model, config=options, prompts=[prepared.prompts[i] for i in chunk])
+            else:
+                source, mask = pad_sources([prepared.sources[i] for i in chunk])
+                found = generate(model, source.to(device), mask.to(device), options)
+        except GenerationError as exc:
+            if exc.row is None:
+                raise
+            raise GenerationError(f"{exc} (input {chunk[exc.row] + 1})") from None
         for i, hypotheses in zip(chunk, found, strict=True):
             results[i] = [_generation(task, prepared.prompts[i], h) for h in hypotheses]
     return results
@@ -108,10 +140,24 @@ def predict(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str]
     return outputs
 
 
-def score_texts(model: SeqModel, task: Task, config: RunConfig, sources: Sequence[str] | None,
-                targets: Sequence[str], batch_size: int = 64) -> list[float | None]:
+def score_texts(model: SeqModel, task: Task, config: RunConfig, sources: Sequence[str] | str | None,
+                targets: Sequence[str] | str, batch_size: int = 64) -> list[float | None] | float | None:
     """Total log-probability of each target given its source (EOS included); None where a
-    seq2seq source is empty. A language model scores the targets alone (``sources`` is None)."""
+    seq2seq source is empty. A language model scores the targets alone (``sources`` is None).
+    One ``str`` target (with one ``str`` source) is one text: its score alone comes back."""
+    targets, single = as_texts(targets, "targets")
+    if sources is not None:
+        sources, one_source = as_texts(sources, "sources")
+        if one_source != single:
+            raise ConfigError("targets: must be one string with one source string, or a list with a list "
+                              "of sources")
+    check_batch_size(batch_size)
+    results = _score_texts(model, task, config, sources, targets, batch_size)
+    return results[0] if single else results
+
+
+def _score_texts(model: SeqModel, task: Task, config: RunConfig, sources: list[str] | None,
+                 targets: list[str], batch_size: int) -> list[float | None]:
     if model.kind not in TOKEN_KINDS:
         raise ConfigError(f"score: a {model.kind} has no sequence probabilities to score")
     if model.kind == "seq2seq" and (sources is None or len(sources) != len(targets)):
@@ -156,9 +202,11 @@ def attention_map(model: SeqModel, task: Task, config: RunConfig, text: str,
                   options: SearchConfig) -> tuple[Generation, AttentionMap]:
     """Generate for one source, then run the output back through the decoder with attention
     recording on: the decoder's attention over the source at every output position."""
+    if not isinstance(text, str):
+        raise ConfigError(f"text: attention takes one source string, got {type(text).__name__}")
     if model.kind != "seq2seq":
         raise ConfigError(f"attention: a {model.kind} has no attention over a source to draw")
-    generation = search(model, task, config, [text], options, batch_size=1)[0][0]
+    generation = search(model, task, config, text, options, batch_size=1)[0]
     source = prepare(task, config, [text]).sources[0]
     if source is None:
         raise ConfigError("attention: the input is empty; there is nothing to attend to")

@@ -135,6 +135,68 @@ def test_bad_options_are_one_line_errors(translator, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--max-len", "5000"], "--max-len"), (["--sample", "--temperature", "inf"], "--temperature"),
+    (["--sample", "--temperature", "nan"], "--temperature"), (["--sample", "--top-p", "nan"], "--top-p"),
+    (["--beam", "2", "--length-penalty", "inf"], "--length-penalty"), (["--length-penalty", "nan"], "--length-penalty"),
+    (["--sample", "--seed", str(2**70)], "--seed"), (["--sample", "--seed", "-5"], "--seed"),
+    (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-3"], "--batch-size"),
+    (["--min-len", "9", "--no-repeat-ngram", "1", "--max-len", "12"], "--min-len"),
+    (["--beam", "3", "--min-len", "9", "--no-repeat-ngram", "1", "--max-len", "12"], "--min-len"),
+])
+def test_generation_options_are_one_line_errors_naming_the_flag(translator, args, flag):
+    result = invoke("generate", translator / "run", "a b", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"seqkit: error: {flag}"), result.stderr
+    assert result.stdout == ""
+
+
+def test_non_utf8_input_names_the_file_and_line(translator):
+    bad = translator / "bad.txt"
+    bad.write_bytes(b"a b\nc \xff\xfe d\n")
+    for args, name in ((["--input", bad], f"{bad}:2"), ([], "<stdin>:2")):
+        result = invoke("generate", translator / "run", *args, input=bad.read_bytes() if not args else None)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"seqkit: error: {name}: not UTF-8"), result.stderr
+
+
+def test_score_options_are_one_line_errors(translator):
+    data = translator / "score.tsv"
+    data.write_text("a b\tb a\n")
+    for args, start in ((["--batch-size", "0"], "--batch-size"), (["--batch-size", "-1"], "--batch-size")):
+        result = invoke("score", translator / "run", "--data", data, *args)
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"seqkit: error: {start}"), result.stderr
+    bad = translator / "bad.tsv"
+    bad.write_bytes(b"a b\tb a\n\xff a\ta\n")
+    result = invoke("score", translator / "run", "--data", bad)
+    assert result.exit_code == 2 and result.stderr.startswith(f"seqkit: error: {bad}:2")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_python_api_takes_one_text_or_a_list(translator):
+    model = seqkit.load(translator / "run")
+    assert model.generate("a b c") == "c b a"
+    assert model.generate(("a b c", "e")) == ["c b a", "e"]
+    one = model.generate("a b c", beam=3, nbest=2, scores=True)
+    assert len(one) == 2 and one[0].text == "c b a"
+    assert model.generate("a b c", scores=True).text == "c b a"
+    assert model.score("a b c", "c b a") == pytest.approx(one[0].score, abs=1e-4)
+    assert model.score(["a b c"], ["c b a"]) == pytest.approx([one[0].score], abs=1e-4)
+    generation, attention = model.attention("a b c")
+    assert generation.text == "c b a"
+    for call, name in ((lambda: model.generate(7), "texts"), (lambda: model.generate(["a", 7]), "texts"),
+                       (lambda: model.generate(None), "texts"), (lambda: model.score("a", ["b"]), "targets"),
+                       (lambda: model.score(["a"], [b"b"]), "targets"), (lambda: model.score(3), "sources"),
+                       (lambda: model.attention(["a b"]), "text"), (lambda: model.attention(None), "text")):
+        with pytest.raises(seqkit.errors.ConfigError, match=f"^{name}") as caught:
+            call()
+        assert "\n" not in str(caught.value)
+
+
 def test_missing_files_and_plugins(translator, tmp_path):
     assert invoke("generate", tmp_path / "nope", "a").exit_code == 2
     assert invoke("score", translator / "run", "--data", tmp_path / "nope.tsv").exit_code == 2
