@@ -112,7 +112,8 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
 @click.command()
 @click.argument("run", type=click.Path(exists=True, path_type=Path))
 @click.argument("texts", nargs=-1)
-@click.option("--input", "input_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str),
+@click.option("--input", "input_file",
+              type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str),
               help="Read inputs from this file, one per line ('-': standard input, the default).")
 @click.option("--beam", default=1, show_default=True, help="Beam size (1: greedy search).")
 @click.option("--nbest", default=1, show_default=True, help="Outputs per input, best first (at most --beam).")

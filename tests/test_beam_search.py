@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import itertools
 import math
-import random
 
 import pytest
 import torch
+from test_generate import DECODERS, make_model, sources
 from torch import Tensor, nn
 
 from seqkit.errors import GenerationError, SeqkitError
 from seqkit.generate import SearchConfig, _Search, generate, score
 from seqkit.interfaces import BOS, EOS, PAD, reorder_cache
 from seqkit.model import ModelShape
-
-from test_generate import DECODERS, make_model, sources
 
 FLOOR = 1e-6  # probability of every token a table does not name
 
@@ -60,7 +58,8 @@ class TableModel(nn.Module):
         before = cache["prefix"] if cache is not None else tokens[:, :0]
         full = torch.cat([before, tokens], dim=1)
         start = before.size(1)
-        logits = torch.stack([torch.stack([self.next_logits(row[: t + 1]) for t in range(start, full.size(1))])
+        positions = range(start, full.size(1))
+        logits = torch.stack([torch.stack([self.next_logits(row[: t + 1]) for t in positions])
                               for row in full.tolist()])  # (B, T, V)
         return logits, ({"prefix": full} if cache is not None else None)
 
@@ -132,7 +131,8 @@ def reference_beam(model, enc, config: SearchConfig) -> list[tuple[list[int], fl
             logits, _ = model.decode(torch.tensor([[BOS, *tokens]]), enc)
             logp = logits[0, -1].float().log_softmax(-1).tolist()
             for t in range(2, len(logp)):  # PAD and BOS are never generated
-                if (t == EOS and len(tokens) < config.min_len) or (t != EOS and len(tokens) >= config.max_len):
+                too_early = t == EOS and len(tokens) < config.min_len
+                if too_early or (t != EOS and len(tokens) >= config.max_len):
                     continue
                 candidates.append((value + logp[t], b, t))
         candidates.sort(key=lambda c: -c[0])

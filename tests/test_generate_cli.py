@@ -138,7 +138,8 @@ def test_bad_options_are_one_line_errors(translator, args, message):
 @pytest.mark.parametrize(("args", "flag"), [
     (["--max-len", "5000"], "--max-len"), (["--sample", "--temperature", "inf"], "--temperature"),
     (["--sample", "--temperature", "nan"], "--temperature"), (["--sample", "--top-p", "nan"], "--top-p"),
-    (["--beam", "2", "--length-penalty", "inf"], "--length-penalty"), (["--length-penalty", "nan"], "--length-penalty"),
+    (["--beam", "2", "--length-penalty", "inf"], "--length-penalty"),
+    (["--length-penalty", "nan"], "--length-penalty"),
     (["--sample", "--seed", str(2**70)], "--seed"), (["--sample", "--seed", "-5"], "--seed"),
     (["--batch-size", "0"], "--batch-size"), (["--batch-size", "-3"], "--batch-size"),
     (["--min-len", "9", "--no-repeat-ngram", "1", "--max-len", "12"], "--min-len"),
