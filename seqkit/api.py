@@ -125,7 +125,7 @@ class Model:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def generate(self, texts: list[str], *, beam: int = 1, nbest: int = 1, sample: bool = False,
+    def generate(self, texts: list[str] | str, *, beam: int = 1, nbest: int = 1, sample: bool = False,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                  max_len: int | None = None, min_len: int = 0, length_penalty: float = 0.0,
                  no_repeat_ngram: int = 0, scores: bool = False, batch_size: int = 64) -> list:
@@ -134,27 +134,39 @@ class Model:
         One string per text; with ``scores=True`` a :class:`~seqkit.inference.Generation` (text,
         total log-probability, token ids) instead; with ``nbest > 1`` a list of ``nbest`` of those
         per text, best first. ``max_len`` defaults to the config's ``data.max_target_len``. An
-        empty source gives an empty output. A classifier or regressor returns its predictions."""
+        empty source gives an empty output. A classifier or regressor returns its predictions.
+
+        ``texts`` is a list (or tuple) of strings, and a list comes back; one ``str`` is one text,
+        and its result alone comes back (``generate("seven") == "sept"``). Anything else is a
+        :class:`~seqkit.errors.ConfigError`."""
         max_len = self.config.data.max_target_len if max_len is None else max_len
         options = SearchConfig(max_len=max_len, min_len=min_len, beam=beam,
                                nbest=nbest, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
                                sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+        single = isinstance(texts, str)
         with self.autocast():
             found = search(self.model, self.task, self.config, texts, options, batch_size)
-        shown = [[g if scores else g.text for g in row] for row in found]
-        return shown if nbest > 1 else [row[0] for row in shown]
+        rows = [found] if single else found
+        shown = [[g if scores else g.text for g in row] for row in rows]
+        shown = shown if nbest > 1 else [row[0] for row in shown]
+        return shown[0] if single else shown
 
-    def score(self, sources: list[str] | None, targets: list[str] | None = None,
-              batch_size: int = 64) -> list[float | None]:
+    def score(self, sources: list[str] | str | None, targets: list[str] | str | None = None,
+              batch_size: int = 64) -> list[float | None] | float | None:
         """Total log-probability of each target given its source, end of sequence included
-        (None for an empty source). A language model scores texts alone: ``score(texts)``."""
+        (None for an empty source). A language model scores texts alone: ``score(texts)``.
+        Lists give a list; one source string and one target string (or one text) give one score."""
         if targets is None:
+            if not isinstance(sources, (str, list, tuple)):  # name the argument the caller gave
+                raise ConfigError("sources: must be a string or a list of strings, got "
+                                  f"{type(sources).__name__}")
             sources, targets = None, sources
         with self.autocast():
             return score_texts(self.model, self.task, self.config, sources, targets, batch_size)
 
     def attention(self, text: str, **search_options: Any) -> tuple[Generation, AttentionMap]:
-        """The output for one source and where each output token attended in the source."""
+        """The output for one source string and where each output token attended in the source
+        (a list of texts is a :class:`~seqkit.errors.ConfigError`: one map is for one source)."""
         options = SearchConfig(**{"max_len": self.config.data.max_target_len, **search_options})
         with self.autocast():
             return attention_map(self.model, self.task, self.config, text, options)
