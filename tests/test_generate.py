@@ -215,7 +215,26 @@ def test_length_penalty_prefers_longer_outputs():
     ({"temperature": 0.0}, "temperature: must be > 0"), ({"top_p": 1.5}, "top_p: must be in (0, 1]"),
     ({"sample": True, "beam": 2}, "sample: sampling draws one"), ({"min_len": 5, "max_len": 2}, "min_len: 5"),
     ({"length_penalty": -1.0}, "length_penalty: must be >= 0"),
+    ({"length_penalty": float("inf")}, "length_penalty: must be >= 0 and finite"),
+    ({"length_penalty": float("nan")}, "length_penalty: must be >= 0 and finite"),
+    ({"temperature": float("inf")}, "temperature: must be > 0 and finite"),
+    ({"temperature": float("nan")}, "temperature: must be > 0 and finite"),
+    ({"temperature": "hot"}, "temperature: must be > 0 and finite"),
+    ({"top_p": float("nan")}, "top_p: must be in"),
+    ({"seed": 2**70}, "seed: must be an integer from 0 to 2\\*\\*64 - 1"),
+    ({"seed": -1}, "seed: must be an integer"),
+    ({"seed": 1.5}, "seed: must be an integer"),
 ])
 def test_bad_search_options_name_the_option(option, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("]", r"\]")):
         SearchConfig(**option)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_max_len_past_what_the_decoder_holds_is_a_config_error(use_cache):
+    model = make_model("transformer", positions="learned", max_positions=8)
+    source, mask = sources()
+    assert generate(model, source, mask, SearchConfig(max_len=7, use_cache=use_cache))  # BOS + 7 fit
+    with pytest.raises(ConfigError, match=r"^max_len: 8 new tokens need 9 decoder positions") as caught:
+        generate(model, source, mask, SearchConfig(max_len=8, beam=2, use_cache=use_cache))
+    assert caught.value.key == "max_len"
