@@ -236,7 +236,7 @@ def _step(part: str, who: dict[str, str], run):
     except SeqkitError:
         raise
     except (ValueError, RuntimeError) as exc:
-        raise ConfigError(f"model.{part}: {_first_line(exc)}") from None
+        raise ConfigError(f"model.{part}: {_first_line(exc)} ({who[part]})") from None
     except Exception as exc:
         raise PluginCodeError(f"model.{part}: {who[part]}: {exception_line(exc)}") from exc
 

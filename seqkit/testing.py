@@ -296,18 +296,21 @@ def conformance_checks(manager: PluginManager, plugin: str | None = None) -> Ite
     def mine(reg: Registration) -> bool:
         return plugin is None or reg.plugin == plugin
 
+    def label(reg: Registration) -> str:  # plugin:name where two plugins register the name
+        return reg.qualified_name if reg.qualified_name in manager.names(reg.kind) else reg.name
+
     for enc in filter(mine, encoders):
         for check in ENCODER_CHECKS:
-            yield Check(check.__name__, f"encoder {enc.name}", lambda c=check, e=enc: c(e))
+            yield Check(check.__name__, f"encoder {label(enc)}", lambda c=check, e=enc: c(e))
     for dec in filter(mine, decoders):
-        yield Check("round_trip", f"decoder {dec.name}", lambda d=dec: round_trip(d))
+        yield Check("round_trip", f"decoder {label(dec)}", lambda d=dec: round_trip(d))
         for check in DECODER_CHECKS:
-            yield Check(check.__name__, f"decoder {dec.name} (language model)",
+            yield Check(check.__name__, f"decoder {label(dec)} (language model)",
                         lambda c=check, d=dec: c(d, None))
     for enc, dec in itertools.product(encoders, decoders):
         if mine(enc) or mine(dec):
             for check in PAIR_CHECKS:
-                yield Check(check.__name__, f"encoder {enc.name} + decoder {dec.name}",
+                yield Check(check.__name__, f"encoder {label(enc)} + decoder {label(dec)}",
                             lambda c=check, e=enc, d=dec: c(d, e))
 
 

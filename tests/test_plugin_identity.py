@@ -263,3 +263,12 @@ def test_a_checkpoint_with_a_bare_name_loads_its_own_plugins_component_after_a_c
     config = load_config(pin_components(data, stored, manager), manager=manager)
     assert config.model.encoder.name == "seqkit_a:cnn"
     assert config.model.decoder.name == "gru"  # not ambiguous: left as it was
+
+
+def test_the_conformance_suite_checks_both_clashing_components_by_qualified_name(two_cnns):
+    from seqkit.testing import conformance_checks
+
+    a, b = two_cnns
+    subjects = {check.subject for check in conformance_checks(make_plugin_manager())}
+    assert f"encoder {a}:cnn" in subjects and f"encoder {b}:cnn" in subjects
+    assert "encoder lstm" in subjects
