@@ -115,7 +115,8 @@ def _not_json(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                return path or "<top level>", f"has a {type(key).__name__} key {key!r} (JSON keys are strings)"
+                return (path or "<top level>",
+                        f"has a {type(key).__name__} key {key!r} (JSON keys are strings)")
             found = _not_json(item, f"{path}.{key}" if path else key)
             if found is not None:
                 return found

@@ -110,7 +110,7 @@ def test_describe_names_the_plugin_and_component_of_the_innermost_plugin_frame(b
 def test_describe_is_none_for_core_code_and_without_a_manager(boom):
     manager = make_plugin_manager()
     try:
-        1 / 0
+        1 / 0  # noqa: B018 - raises
     except ZeroDivisionError as exc:
         assert describe(exc, manager) is None
         assert describe(exc, None) is None
