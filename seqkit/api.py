@@ -24,7 +24,7 @@ from seqkit.inference import AttentionMap, Generation, attention_map, score_text
 from seqkit.interfaces import DTYPES, Task
 from seqkit.model import SeqModel, build_model
 from seqkit.plugins import PluginManager, make_plugin_manager
-from seqkit.run_folder import RunFolder
+from seqkit.run_folder import RunFolder, RunFolderError, config_changes
 from seqkit.trainer import Events, Trainer
 
 if sys.version_info >= (3, 11):
@@ -73,21 +73,31 @@ class RunResult:
 def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = None,
           overrides: list[str] | tuple[str, ...] = (), events: Events | None = None,
           manager: PluginManager | None = None, test: bool = True, samples: int = 5,
-          **kwargs: Any) -> RunResult:
+          restart: bool = False, **kwargs: Any) -> RunResult:
     """Train (or resume, when ``out`` holds a checkpoint), then evaluate the best model on the test
     split and decode a few samples. ``out`` defaults to runs/<config file name>. Under torchrun
     every process calls this; they train together, and rank 0 alone writes the run folder and
-    evaluates on the test split (the others return an empty ``test``)."""
+    evaluates on the test split (the others return an empty ``test``).
+
+    A run folder is written by one process at a time (a second gets a RunFolderError). Resuming
+    with a changed model, task, data or seed is an error naming the keys; changed ``train.*`` keys
+    (more steps, another learning rate) apply from the resumed step on and are noted in config.toml
+    (a comment line each, above the config in force). A folder with an earlier run but no readable checkpoint is an error unless
+    ``restart=True``, which removes that run's files and starts over."""
     manager = manager or make_plugin_manager()
     resolved = resolve_config(config, overrides, kwargs, manager)
     if out is None:
         stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
         out = Path("runs") / stem
+    if str(out).strip() == "":
+        raise RunFolderError("--out: empty path (an unset shell variable?); name the run folder")
     folder = RunFolder(Path(out))
     task = build_task(resolved, manager)
+    events = events or Events()
     # under torchrun: one process of several, joined over the backend's torch.distributed backend
-    with process_group(get_backend(resolved.backend, manager)) as group:
-        latest = folder.agreed_checkpoint(group)
+    with process_group(get_backend(resolved.backend, manager)) as group, \
+            folder.lock() if group.is_main else contextlib.nullcontext():
+        latest, changes = _resume_point(folder, resolved, manager, group, restart, events)
         if latest is not None:
             task.load_state_dict(ckpt.load_tensors(latest)[1]["task_state"])
         else:
@@ -100,15 +110,44 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         if latest is not None:
             trainer.resume(latest)
         if group.is_main:
-            folder.remove_temporaries()  # left by a crash in the middle of a write
-            folder.rewind_metrics(trainer.progress.step)
-            folder.write_config(resolved)
+            # repair what a crash between the writes of one step left (see seqkit.trainer)
+            folder.remove_temporaries()
+            if folder.repair_best(trainer.progress.best_step):
+                events.message(f"{folder.best}: restored from step {trainer.progress.best_step}")
+            folder.restore_metrics(trainer.progress.step, trainer.progress.history)
+            folder.prune(resolved.train.keep_last, trainer.progress.best_step)
+            if changes:
+                events.message("changed since the last checkpoint, in force from step "
+                               f"{trainer.progress.step}: {'; '.join(changes)}")
+            folder.write_config(resolved, [f"from step {trainer.progress.step}: {change}"
+                                           for change in changes] if changes else ())
         summary = trainer.train()
     result = RunResult(folder.root, summary)
     if test and group.is_main and "test" in task.splits():
         model = load(folder.root, manager=manager)
         result.test, result.samples = model.evaluate("test", samples=samples)
     return result
+
+
+def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, group, restart: bool,
+                  events: Events) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from (None: start at step 0) and the config keys that changed."""
+    if restart and group.is_main:
+        folder.clear()
+    latest = folder.agreed_checkpoint(group, events.message)
+    if latest is None:
+        if group.is_main and folder.has_history():
+            raise RunFolderError(f"{folder.root}: holds an earlier run but no readable checkpoint; "
+                                 "use another --out, or --restart to start over (its files are removed)")
+        return None, []
+    meta = ckpt.load_tensors(latest)[1]
+    ckpt.check_meta(meta, latest, manager)
+    resumable, other = config_changes(meta["config"], config)
+    if other:
+        shown = "; ".join(other[:4]) + ("; ..." if len(other) > 4 else "")
+        raise RunFolderError(f"{folder.root}: was trained with another config ({shown}); use another "
+                             "--out, or --restart to start over")
+    return latest, resumable
 
 
 class Model:

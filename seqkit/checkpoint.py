@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
-from seqkit import __version__
+from seqkit import __version__, storage
 from seqkit.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -40,41 +37,13 @@ CHECKSUM_KEY = "seqkit_crc32"  # beside "seqkit" in the safetensors header's __m
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one:
-    a temporary file in the same folder, fsync, rename, fsync of the folder."""
-    _atomic(path, lambda f: f.write(data))
+    """Write ``data`` to ``path`` atomically (see seqkit.storage)."""
+    storage.atomic_write(path, data)
 
 
 def atomic_copy(source: Path, path: Path) -> None:
-    """Copy ``source`` to ``path`` as ``atomic_write`` writes, without holding it in memory."""
-    with Path(source).open("rb") as src:
-        _atomic(Path(path), lambda f: shutil.copyfileobj(src, f, 1 << 20))
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Copy ``source`` to ``path`` atomically, without holding it in memory."""
+    storage.atomic_copy(source, path)
 
 
 def content_crc32(tensors: dict[str, Tensor], text: str = "") -> str:

@@ -22,6 +22,9 @@ set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH
                           help="Override a config value; VALUE is TOML (bare words are strings).")
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                           help="Run folder (default: runs/<config name>); resumes if it holds a checkpoint.")
+restart_option = click.option("--restart", is_flag=True,
+                              help="Start over in a run folder that holds an earlier run: its "
+                                   "checkpoints, best model, metrics and config are removed first.")
 nproc_option = click.option("--nproc", metavar="N",
                             help="Train with N processes on this machine under DistributedDataParallel: "
                                  "starts torchrun (--standalone --nproc-per-node N) with this command. "
@@ -61,7 +64,7 @@ def _events():
     return Events(step=terminal.step, evaluated=terminal.evaluated, message=terminal.message)
 
 
-def _train(ctx: click.Context, config: str, overrides, out, test: bool):
+def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart: bool = False):
     from seqkit.api import train
     from seqkit.cli import plugin_manager
     from seqkit.distributed import launched, launched_rank
@@ -69,7 +72,7 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool):
     main = launched_rank() == 0
     try:
         return train(config, out=out, overrides=overrides, events=_events() if main else None,
-                     manager=plugin_manager(ctx), test=test)
+                     manager=plugin_manager(ctx), test=test, restart=restart)
     except SeqkitError as exc:
         errors = os.environ.get(RANK_ERRORS)
         if not errors or not launched() or ctx.find_root().params.get("debug"):
@@ -77,14 +80,16 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool):
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         (Path(errors) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
         ctx.exit(2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        saved = getattr(exc, "saved", None)
         if main:
-            saved = ("the last checkpoint is kept" if launched() else "the last step is saved")
-            click.echo(f"seqkit: interrupted; {saved}: run the same command to resume", err=True)
-        ctx.exit(130)
+            kept = f"saved {saved}" if saved else "the last checkpoint is kept"
+            click.echo(f"seqkit: interrupted; {kept}: run the same command to resume", err=True)
+        ctx.exit(128 + getattr(exc, "signum", 2))  # 130 for Ctrl-C, 143 for SIGTERM
 
 
-def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: Path | None) -> bool:
+def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: Path | None,
+            restart: bool = False) -> bool:
     """With --nproc N > 1, run this same command in N processes under torchrun and exit with its
     status; False when this process should train by itself."""
     from seqkit.distributed import launched
@@ -107,7 +112,7 @@ def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: 
     argv = [*(["--debug"] if root.params.get("debug") else []),
             *(arg for name in root.params.get("disable_plugin") or () for arg in ("--disable-plugin", name)),
             ctx.info_name, config, *(arg for value in overrides for arg in ("--set", value)),
-            *(["--out", str(out)] if out is not None else [])]
+            *(["--out", str(out)] if out is not None else []), *(["--restart"] if restart else [])]
     ctx.exit(_torchrun(count, argv, debug=bool(root.params.get("debug"))))
     return True
 
@@ -176,9 +181,10 @@ def _short(value, width: int = 100) -> str:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @out_option
+@restart_option
 @nproc_option
 @click.pass_context
-def run(ctx: click.Context, config: str, overrides, out, nproc) -> None:
+def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint), evaluate the best model on
     the test split, print sample outputs and a summary.
 
@@ -187,9 +193,9 @@ def run(ctx: click.Context, config: str, overrides, out, nproc) -> None:
     """
     from seqkit.distributed import launched_rank
 
-    if _launch(ctx, nproc, config, overrides, out):
+    if _launch(ctx, nproc, config, overrides, out, restart):
         return
-    result = _train(ctx, config, overrides, out, test=True)
+    result = _train(ctx, config, overrides, out, test=True, restart=restart)
     if launched_rank() != 0:
         return
     for sample in result.samples:
@@ -207,16 +213,17 @@ def run(ctx: click.Context, config: str, overrides, out, nproc) -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @set_option
 @out_option
+@restart_option
 @nproc_option
 @click.pass_context
-def train_command(ctx: click.Context, config: str, overrides, out, nproc) -> None:
+def train_command(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation.
     --nproc N trains with N processes, as for `seqkit run`."""
     from seqkit.distributed import launched_rank
 
-    if _launch(ctx, nproc, config, overrides, out):
+    if _launch(ctx, nproc, config, overrides, out, restart):
         return
-    result = _train(ctx, config, overrides, out, test=False)
+    result = _train(ctx, config, overrides, out, test=False, restart=restart)
     if launched_rank() != 0:
         return
     click.echo(f"run folder: {result.folder}  steps: {result.summary['step']}  "

@@ -150,6 +150,8 @@ def _select(batch: Batch, rows: list[int]) -> Batch:
 
 def is_better(metric: str, value: float, best: float | None) -> bool:
     """Whether ``value`` of ``metric`` improves on ``best`` (loss-like metrics go down)."""
+    if not math.isfinite(value):
+        return False
     if best is None:
         return True
     return value < best if metric in LOWER_IS_BETTER else value > best

@@ -1,28 +1,51 @@
-"""The layout of a run folder, and the metadata saved with every model.
+"""The layout of a run folder, the metadata saved with every model, and the rules that keep a run
+folder trustworthy: one writer at a time (a lock), only seqkit's own files touched, a stored config
+that says what ran.
 
 RUN/config.toml                                  the resolved config of the run
 RUN/metrics.jsonl                                one JSON object per log line or evaluation
 RUN/checkpoints/step-0000400.safetensors         model weights + metadata
 RUN/checkpoints/step-0000400.trainer.safetensors optimizer, RNG, step, data position
 RUN/best.safetensors                             the best model so far (by train.best_metric)
+RUN/.seqkit.lock                                 held by the process writing the run; marks the folder
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
+import os
 import re
+import socket
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from seqkit import checkpoint as ckpt
-from seqkit.config import RunConfig, config_to_toml
-from seqkit.errors import CheckpointError
+from seqkit import storage
+from seqkit.config import RunConfig, config_to_toml, tomllib
+from seqkit.convert import to_toml_data
+from seqkit.errors import CheckpointError, SeqkitError
 from seqkit.interfaces import Task
 from seqkit.plugins import PluginManager
 
 _STEP = re.compile(r"^step-(\d+)\.safetensors$")
+_OWN = re.compile(r"^(config\.toml|metrics\.jsonl|best\.safetensors|step-\d+(\.trainer)?\.safetensors)$")
+LOCK_NAME = ".seqkit.lock"
 log = logging.getLogger(__name__)
+
+# Config keys a resumed run may change: they steer how training goes on, not what is trained.
+# Anything else (model, task, data, seed, train.best_metric) changed makes a different run.
+RESUMABLE_CHANGES = ("train.", "backend", "precision")
+NOT_RESUMABLE = ("train.best_metric",)
+
+
+class RunFolderError(SeqkitError):
+    """A run folder cannot be used as asked (in use, not a run folder, config changed, ...)."""
 
 
 class RunFolder:
@@ -32,6 +55,7 @@ class RunFolder:
         self.best = self.root / "best.safetensors"
         self.metrics = self.root / "metrics.jsonl"
         self.config = self.root / "config.toml"
+        self.read_only = False  # set by lock() when the folder cannot be written (a finished run)
         self._tensorboard = None
 
     def checkpoint_path(self, step: int) -> Path:
@@ -41,6 +65,10 @@ class RunFolder:
     def trainer_path(model_path: Path) -> Path:
         return model_path.with_suffix(".trainer.safetensors")
 
+    @staticmethod
+    def step_of(path: Path) -> int:
+        return int(_STEP.match(Path(path).name).group(1))
+
     def steps(self) -> list[Path]:
         """Complete checkpoints (model and trainer file), oldest first."""
         if not self.checkpoints.is_dir():
@@ -48,24 +76,26 @@ class RunFolder:
         found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir() if (m := _STEP.match(p.name))]
         return [p for _, p in sorted(found) if self.trainer_path(p).exists()]
 
-    def latest_checkpoint(self) -> Path | None:
-        """The newest checkpoint whose two files read back; a corrupt newer one (a crash while
-        writing it, a truncated copy) is skipped, never trusted."""
+    def latest_checkpoint(self, report=None) -> Path | None:
+        """The newest checkpoint whose two files read back; a corrupt newer one (a damaged copy,
+        a failing disk) is skipped, never trusted, and ``report`` (a callable) is told why."""
         for path in reversed(self.steps()):
             try:
                 ckpt.load_tensors(path)
                 ckpt.load_tensors(self.trainer_path(path))
             except CheckpointError as exc:
                 log.warning("skipping a checkpoint that does not read back: %s", exc)
+                if report is not None:
+                    report(f"skipping a checkpoint that does not read back: {exc}")
                 continue
             return path
         return None
 
-    def agreed_checkpoint(self, group) -> Path | None:
+    def agreed_checkpoint(self, group, report=None) -> Path | None:
         """``latest_checkpoint()`` as rank 0 sees it, on every rank of a distributed ``group``; a rank
         that cannot see that file (another machine without a shared run folder) is an error."""
-        latest = self.latest_checkpoint() if group.is_main else None
-        step = group.broadcast_json(None if latest is None else int(_STEP.match(latest.name).group(1)))
+        latest = self.latest_checkpoint(report) if group.is_main else None
+        step = group.broadcast_json(None if latest is None else self.step_of(latest))
         if step is None:
             return None
         path = self.checkpoint_path(step)
@@ -74,45 +104,116 @@ class RunFolder:
                                   "from; the run folder must be on a file system every machine shares")
         return path
 
+    # -- one writer, only our own files ------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder for writing: a second process gets a one-line error naming the
+        holder. Refuses a folder that holds files seqkit did not make (``--out .`` in a project).
+        On a read-only file system the folder is used without a lock (``read_only``): reading a
+        finished run works, and a write that cannot happen is a one-line StorageError."""
+        self.check_is_run_folder()
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except FileExistsError:
+            raise RunFolderError(f"{self.root}: is a file, not a run folder") from None
+        except OSError as exc:
+            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and self.root.is_dir():
+                self.read_only = True
+                yield
+                return
+            raise RunFolderError(f"{self.root}: cannot use as a run folder: {exc.strerror}") from None
+        try:
+            _flock(fd, self)
+            os.ftruncate(fd, 0)
+            os.write(fd, _holder().encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def check_is_run_folder(self) -> None:
+        """A run folder is new, empty, or made by seqkit (its lock file, or checkpoints/)."""
+        if str(self.root) in ("", "."):
+            if not (self.root / LOCK_NAME).exists():
+                raise RunFolderError("--out: the current folder is not a run folder; name one "
+                                     "(an empty --out is usually an unset shell variable)")
+        if self.root.exists() and not self.root.is_dir():
+            raise RunFolderError(f"{self.root}: is a file, not a run folder")
+        if not self.root.is_dir() or (self.root / LOCK_NAME).exists() or self.checkpoints.is_dir():
+            return
+        foreign = sorted(p.name for p in self.root.iterdir())
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise RunFolderError(f"{self.root}: not a seqkit run folder and not empty ({shown}); "
+                                 "choose a new or empty folder for --out")
+
+    def is_temporary(self, path: Path) -> bool:
+        """A temporary file of one of our own writes (``.NAME.XXXXXXXX.tmp``)."""
+        if not storage.is_temporary(path):
+            return False
+        name = path.name[1:].rsplit(".", 2)[0]
+        return bool(_OWN.match(name))
+
     def remove_temporaries(self) -> None:
         """Delete the temporary files of writes a crash cut short (only the writer may call this)."""
         for folder in (self.root, self.checkpoints):
             if folder.is_dir():
-                for path in folder.glob(".*.tmp"):
-                    path.unlink(missing_ok=True)
+                for path in folder.iterdir():
+                    if self.is_temporary(path):
+                        storage.unlink(path)
 
-    def rewind_metrics(self, step: int) -> None:
-        """Keep the metrics.jsonl records of steps up to ``step`` (the checkpoint a run resumes
-        from): records a crashed run wrote after it are logged again, and a torn last line goes."""
-        if not self.metrics.exists():
-            return
-        kept = []
-        for line in self.metrics.read_text(encoding="utf-8").splitlines():
+    def has_history(self) -> bool:
+        """Whether a run saved something here: a checkpoint file, a best model, or an evaluation
+        in metrics.jsonl (logged only after its checkpoint). Training lines alone are what a crash
+        before the first checkpoint leaves: nothing to resume, and a rerun starts over."""
+        if self.best.exists():
+            return True
+        # a trainer file alone is a checkpoint a crash cut short (it is written first)
+        if self.checkpoints.is_dir() and any(_STEP.match(p.name) for p in self.checkpoints.iterdir()):
+            return True
+        try:
+            return any("eval" in record for record in self.read_metrics() if isinstance(record, dict))
+        except ValueError:  # a torn line: look at the rest
+            return '"eval":' in self.metrics.read_text(encoding="utf-8", errors="replace")
+
+    def clear(self) -> None:
+        """Start over: remove seqkit's own files of an earlier run (nothing else)."""
+        for path in [*(self.checkpoints.iterdir() if self.checkpoints.is_dir() else [])]:
+            name = path.name.removesuffix(".trainer.safetensors") + ".safetensors"
+            if _STEP.match(name) or self.is_temporary(path):
+                storage.unlink(path)
+        for path in (self.best, self.metrics, self.config):
+            storage.unlink(path)
+
+    # -- metrics ------------------------------------------------------------------------------
+
+    def restore_metrics(self, step: int, history: list[dict[str, Any]]) -> None:
+        """Make metrics.jsonl what a run that never stopped would hold at checkpoint ``step``:
+        records a crashed run wrote after it go (they are logged again), a torn last line goes,
+        and an evaluation of ``history`` (the trainer state's) that a crash kept out is put back."""
+        lines, kept, logged = [], [], set()
+        if self.metrics.exists():
+            lines = self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+        for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("step", 0) <= step:
-                kept.append(line + "\n")
-        ckpt.atomic_write(self.metrics, "".join(kept).encode())
-
-    def prune(self, keep_last: int) -> None:
-        """Keep the newest ``keep_last`` checkpoints (best.safetensors is a separate copy)."""
-        for path in self.steps()[:-keep_last]:
-            self.trainer_path(path).unlink(missing_ok=True)
-            path.unlink(missing_ok=True)
-
-    def set_best(self, path: Path) -> None:
-        ckpt.atomic_copy(path, self.best)
-
-    def write_config(self, config: RunConfig) -> None:
-        ckpt.atomic_write(self.config, config_to_toml(config).encode())
+            if isinstance(record, dict) and record.get("step", 0) <= step and line.endswith("\n"):
+                kept.append(line)
+                if "eval" in record:
+                    logged.add(record["step"])
+        for entry in history:
+            if entry["step"] <= step and entry["step"] not in logged:
+                kept.append(json.dumps(eval_record(entry)) + "\n")
+        if kept != lines:
+            storage.atomic_write(self.metrics, "".join(kept).encode())
 
     def log(self, record: dict[str, Any]) -> None:
         """Append to metrics.jsonl (and TensorBoard, when it is installed)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self.metrics.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        storage.make_folder(self.root)
+        storage.append(self.metrics, json.dumps(record) + "\n")
         writer = self._writer()
         if writer is not None:
             prefix = record.get("eval", "train")
@@ -135,6 +236,123 @@ class RunFolder:
         if not self.metrics.exists():
             return []
         return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    # -- checkpoints and the best model -------------------------------------------------------------
+
+    def prune(self, keep_last: int, best_step: int = 0) -> None:
+        """Keep the newest ``keep_last`` checkpoints, and the best step's until best.safetensors
+        holds it (a crash between a checkpoint and its copy to best must not lose the best). Files
+        of older steps left by a prune a crash cut short go too; the model file goes first, so a
+        half-removed checkpoint is never taken for a complete one."""
+        complete = self.steps()
+        if not complete:
+            return
+        kept = {self.step_of(p) for p in complete[-keep_last:]}
+        if best_step and best_step not in kept and self.best_step(verify=False) != best_step:
+            kept.add(best_step)
+        newest = self.step_of(complete[-1])
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir()
+                 if (m := _STEP.match(p.name.replace(".trainer.", ".")))]
+        for step, path in sorted(found, key=lambda item: (item[0], ".trainer." in item[1].name)):
+            if step < newest and step not in kept:
+                storage.unlink(path)
+
+    def set_best(self, path: Path) -> None:
+        storage.atomic_copy(path, self.best)
+
+    def best_step(self, verify: bool = True) -> int | None:
+        """The step best.safetensors was saved at; None when there is none or it does not read
+        back (``verify=False`` reads the header alone, without the checksum)."""
+        try:
+            meta = ckpt.load_tensors(self.best)[1] if verify else _header_meta(self.best)
+        except (CheckpointError, OSError, ValueError):
+            return None
+        step = meta.get("step") if isinstance(meta, dict) else None
+        return step if isinstance(step, int) else None
+
+    def repair_best(self, best_step: int) -> bool:
+        """Make best.safetensors the checkpoint of ``best_step`` (what the trainer state says is
+        best) when a crash or a full disk came between the two; True when it had to."""
+        if not best_step or self.best_step() == best_step:
+            return False
+        source = self.checkpoint_path(best_step)
+        if not source.exists():
+            raise RunFolderError(f"{self.best}: should hold step {best_step}, whose checkpoint "
+                                 f"{source} is gone; the best model of this run is lost")
+        self.set_best(source)
+        return True
+
+    # -- the stored config ----------------------------------------------------------------------
+
+    def write_config(self, config: RunConfig, changes: list[str] = ()) -> None:
+        """config.toml: the config in force, with a comment line for each change a resumed run
+        made to it (so it never claims a value that did not hold for the whole run)."""
+        old = self.config.read_text(encoding="utf-8") if self.config.exists() else None
+        notes = [line for line in (old or "").splitlines() if line.startswith("# ")]
+        text = "".join(f"{note}\n" for note in [*notes, *(f"# {c}" for c in changes)])
+        text += config_to_toml(config)
+        if text != old:
+            storage.atomic_write(self.config, text.encode())
+
+
+def config_changes(stored_toml: str, config: RunConfig) -> tuple[list[str], list[str]]:
+    """Keys whose values differ between a checkpoint's config and ``config``: (those a resumed run
+    may take, those that make it a different run), each as "key: old -> new"."""
+    old, new = _flatten(tomllib.loads(stored_toml)), _flatten(to_toml_data(config))
+    resumable, other = [], []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            line = f"{key}: {_show(old.get(key))} -> {_show(new.get(key))}"
+            ok = key.startswith(RESUMABLE_CHANGES) and key not in NOT_RESUMABLE
+            (resumable if ok else other).append(line)
+    return resumable, other
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix: data}
+    flat = {}
+    for key, value in data.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is None else json.dumps(value)
+
+
+def eval_record(entry: dict[str, Any]) -> dict[str, Any]:
+    """The metrics.jsonl record of an evaluation kept in the trainer state's history."""
+    metrics = {k: v for k, v in entry.items() if k not in ("step", "eval")}
+    return {"step": entry["step"], "eval": entry.get("eval", "valid"), **metrics}
+
+
+def _header_meta(path: Path) -> Any:
+    """The seqkit JSON document of a safetensors file's header, unchecked (cheap: no tensors)."""
+    with path.open("rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        if size > ckpt.MAX_HEADER_BYTES:
+            raise ValueError("header too large")
+        header = json.loads(f.read(size))
+    return json.loads(header.get("__metadata__", {}).get("seqkit", "null"))
+
+
+def _holder() -> str:
+    return (f"pid {os.getpid()} on {socket.gethostname()} since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(os.path.basename(a) for a in sys.argv[:2])}")
+
+
+def _flock(fd: int, folder: RunFolder) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no advisory locks on this platform
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = (folder.root / LOCK_NAME).read_text(encoding="utf-8", errors="replace").strip()
+        raise RunFolderError(f"{folder.root}: in use by another seqkit run ({holder or 'unknown'}); "
+                             "wait for it to finish or choose another --out") from None
 
 
 def model_meta(config: RunConfig, task: Task, manager: PluginManager, **extra: Any) -> dict[str, Any]:

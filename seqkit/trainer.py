@@ -1,9 +1,15 @@
 """The training loop: AdamW, warm-up schedules, clipping, accumulation, mixed precision,
-evaluation, checkpoints, early stopping, exact resume, Ctrl-C and NaN safety.
+evaluation, checkpoints, early stopping, exact resume, Ctrl-C/SIGTERM and NaN safety.
 
 A run folder holds ``config.toml``, ``metrics.jsonl``, ``checkpoints/step-NNNNNNN{,.trainer}.safetensors``
 (the last ``keep_last``) and ``best.safetensors``. Resuming on CPU from a checkpoint at step k ends
-with the same weights, bit for bit, as a run that never stopped (also after kill -9).
+with the same weights, bit for bit, as a run that never stopped (also after kill -9, Ctrl-C or
+SIGTERM: a signal is acted on at the next step boundary, see seqkit.interrupts).
+
+An evaluation step writes, in this order: the checkpoint (its trainer state records the evaluation
+and which step is best), best.safetensors, the metrics.jsonl line, then prunes old checkpoints. A
+crash anywhere in between is repaired when the run resumes (``RunFolder.repair_best`` and
+``restore_metrics``); a checkpoint whose weights or evaluation are not finite is never written.
 
 Distributed (``Group`` active): the model runs under DistributedDataParallel, each rank takes its
 share of every step's batches (``step_batches``), the loss is divided by the token count of the
@@ -33,6 +39,7 @@ from seqkit.distributed import Group, data_parallel
 from seqkit.errors import SeqkitError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
 from seqkit.interfaces import Task
+from seqkit.interrupts import DeferredSignals, Interrupted
 from seqkit.model import SeqModel, build_model, count_parameters
 from seqkit.plugins import PluginManager
 from seqkit.run_folder import RunFolder, model_meta
@@ -112,6 +119,7 @@ class Trainer:
         self.sampler = TokenBatchSampler(self.train_split.sizes, config.data.batch_tokens, seed=config.seed)
         self.progress = Progress()
         self.parameters = count_parameters(self.model)
+        self.signals = DeferredSignals(enabled=False)
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -123,6 +131,9 @@ class Trainer:
         trainer_path = self.folder.trainer_path(path)
         state, info = ckpt.load_tensors(trainer_path)
         ckpt.restore_optimizer(self.optimizer, state, info["optimizer"])
+        for param_group in self.optimizer.param_groups:  # a resumed run may change these (api.train)
+            param_group["betas"] = tuple(self.config.train.betas)
+            param_group["weight_decay"] = self.config.train.weight_decay
         self.progress = Progress(**info["progress"])
         rank = self.group.rank
         suffix = f".{rank}" if rank else ""
@@ -141,6 +152,8 @@ class Trainer:
         """Write a checkpoint of this step; every rank calls it (RNG states and a weights checksum
         are gathered), rank 0 writes, the others wait until the files are complete."""
         step = self.progress.step
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingError(self._nan_message(step, "weights are not finite"))
         self.progress.sampler = self.sampler.state_dict()
         path = self.folder.checkpoint_path(step)
         rng = {"rng.cpu": self.group.all_gather(torch.get_rng_state())}
@@ -158,7 +171,6 @@ class Trainer:
             # trainer state first: a model file without its trainer file is never taken for resume
             ckpt.save_tensors(self.folder.trainer_path(path), tensors, info)
             ckpt.save_model(path, self.model, meta)
-            self.folder.prune(self.config.train.keep_last)
         self.group.barrier()
         return path
 
@@ -178,50 +190,65 @@ class Trainer:
 
     def train(self) -> dict[str, Any]:
         t = self.config.train
-        batches = iter(self.sampler)
-        last_saved = -1
-        busy, tokens = 0.0, 0  # seconds in training steps (not evaluation), target tokens seen
-        try:
-            while self.progress.step < t.steps:
+        # a distributed run's processes would see a signal at different steps: they keep the
+        # default behaviour and resume from the last periodic checkpoint
+        with DeferredSignals(enabled=not self.group.active) as self.signals:
+            stop = t.patience > 0 and self.progress.bad_evals >= t.patience  # stopped early before
+            if self._evaluation_pending():  # the run was stopped during this step's evaluation
+                stop = self._evaluate_and_save(self.progress.step)
+            batches = iter(self.sampler)
+            busy, tokens = 0.0, 0  # seconds in training steps (not evaluation), target tokens seen
+            while not stop and self.progress.step < t.steps:
                 step = self.progress.step + 1
                 started = time.perf_counter()
-                for param_group in self.optimizer.param_groups:
-                    param_group["lr"] = learning_rate(self.config, step)
-                self.model.train()
-                total, count = self._forward_backward(batches)
-                tokens += count
-                if not math.isfinite(total):
-                    raise TrainingError(self._nan_message(step, total))
-                if t.clip_norm > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.progress.step = step
+                self._step(batches, step)
+                tokens += self._last_count
                 busy += time.perf_counter() - started
                 rate = tokens / max(busy, 1e-9)  # training throughput since this process started
-                self.events.step(step, t.steps, total, rate)
+                self.events.step(step, t.steps, self._last_loss, rate)
                 if step % t.log_every == 0 and self.group.is_main:
-                    self.folder.log({"step": step, "loss": total, "lr": learning_rate(self.config, step),
-                                     "tokens_per_s": rate})
-                if step % t.eval_every == 0 or step == t.steps:
+                    self.folder.log({"step": step, "loss": self._last_loss,
+                                     "lr": learning_rate(self.config, step), "tokens_per_s": rate})
+                evaluated = step % t.eval_every == 0 or step == t.steps
+                if evaluated:
                     stop = self._evaluate_and_save(step)
-                    last_saved = step
                     if stop:
                         self.events.message(f"early stop at step {step}: {t.best_metric} has not "
                                             f"improved for {t.patience} evaluations")
-                        break
-        except KeyboardInterrupt:
-            # the other ranks may be inside a collective: a distributed run resumes from its last
-            # periodic checkpoint instead
-            if self.progress.step != last_saved and not self.group.active:
-                path = self.save()
-                self.events.message(f"interrupted: saved {path}")
-            raise
+                if self.signals.pending is not None:
+                    path = self.folder.checkpoint_path(step) if evaluated else self.save()
+                    self.events.message(f"interrupted: saved {path}")
+                    raise Interrupted(self.signals.pending, path)
+        self.signals = DeferredSignals(enabled=False)
         return {"step": self.progress.step, "best_step": self.progress.best_step,
                 "best": {t.best_metric: self.progress.best_value}, "parameters": self.parameters,
                 "world_size": self.group.world_size}
+
+    def _step(self, batches, step: int) -> None:
+        """One optimizer step; a signal arriving meanwhile waits for its end."""
+        t = self.config.train
+        for param_group in self.optimizer.param_groups:
+            param_group["lr"] = learning_rate(self.config, step)
+        self.model.train()
+        total, count = self._forward_backward(batches)
+        if not math.isfinite(total):
+            raise TrainingError(self._nan_message(step, f"loss became {total}"))
+        if t.clip_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.progress.step = step
+        self._last_loss, self._last_count = total, count
+
+    def _evaluation_pending(self) -> bool:
+        """Whether the current step is an evaluation step whose evaluation has not happened (Ctrl-C
+        or SIGTERM came during it: the step was saved, the evaluation runs on resume)."""
+        step, t = self.progress.step, self.config.train
+        if step == 0 or not (step % t.eval_every == 0 or step == t.steps):
+            return False
+        return not any(entry["step"] == step for entry in self.progress.history)
 
     def _forward_backward(self, batches) -> tuple[float, int]:
         """Forward and backward over this rank's batches of one step; returns the step's loss per
@@ -251,23 +278,32 @@ class Trainer:
         early stopping says stop."""
         t, split = self.config.train, self.valid_split or self.train_split
         name = "valid" if self.valid_split is not None else "train"
-        metrics, _ = self.evaluate(split, name, decode_limit=t.eval_examples)
+        try:
+            with self.signals.at_once():  # evaluation changes no training state: stop right away
+                metrics, _ = self.evaluate(split, name, decode_limit=t.eval_examples)
+        except Interrupted as exc:
+            exc.saved = self.save()  # the step is whole; its evaluation runs when the run resumes
+            self.events.message(f"interrupted during evaluation: saved {exc.saved}")
+            raise
         metrics = {f"{name}_{k}" if name == "train" else k: v for k, v in metrics.items()}
         value = metrics.get(t.best_metric, metrics.get(f"train_{t.best_metric}"))
         if value is None:
             raise TrainingError(f"train.best_metric: {t.best_metric!r} is not a metric of this task; "
                                 f"available: {', '.join(sorted(metrics))}")
+        if not math.isfinite(value):
+            raise TrainingError(self._nan_message(step, f"{name} {t.best_metric} is {value}"))
         improved = is_better(t.best_metric, value, self.progress.best_value)
         if improved:
             self.progress.best_value, self.progress.best_step, self.progress.bad_evals = value, step, 0
         else:
             self.progress.bad_evals += 1
-        self.progress.history.append({"step": step, **metrics})
-        path = self.save(metrics)
+        self.progress.history.append({"step": step, "eval": name, **metrics})
+        path = self.save(metrics)  # the trainer state says which step is best ...
         if self.group.is_main:
             if improved:
-                self.folder.set_best(path)
+                self.folder.set_best(path)  # ... before best.safetensors holds it (repair_best)
             self.folder.log({"step": step, "eval": name, **metrics})
+            self.folder.prune(t.keep_last, self.progress.best_step)
         self.events.evaluated(step, metrics)
         return t.patience > 0 and self.progress.bad_evals >= t.patience
 
@@ -277,10 +313,10 @@ class Trainer:
                         max_len=self.config.data.max_target_len, decode_limit=decode_limit,
                         group=self.group)
 
-    def _nan_message(self, step: int, loss: float) -> str:
-        last = self.folder.latest_checkpoint()
+    def _nan_message(self, step: int, what: str) -> str:
+        last = self.folder.latest_checkpoint() if self.group.is_main else None
         kept = f"last good checkpoint: {last}" if last else "no checkpoint was written yet"
-        return f"loss became {loss} at step {step}; training stopped ({kept}); lower train.lr?"
+        return f"step {step}: {what}; training stopped, nothing saved ({kept}); lower train.lr?"
 
 
 __all__ = ["Events", "Trainer", "TrainingError", "learning_rate", "rank_seed"]

@@ -1,0 +1,86 @@
+"""Deterministic crash testing, the SQLite way: every file operation of a run (each write, fsync,
+rename, folder fsync, append and unlink of config, metrics, checkpoints and best) is a point where
+the process may die or the operation may fail with a full disk or a permission error. At each point
+the harness injects that failure, then runs the same command again, and requires the end state to
+equal an uninterrupted run's bit for bit: weights, optimizer and RNG state, best.safetensors,
+metrics.jsonl (timing fields aside) and the set of files. Random kill -9 tests (test_crash.py) stay
+as a second line."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+from run_state import assert_same_end_state, end_state, tiny
+
+import seqkit
+from seqkit import storage
+from seqkit.storage import StorageError
+
+CONFIG = tiny(steps=8, log_every=4, keep_last=1)  # two evaluations, one pruned checkpoint
+
+
+class SimulatedCrash(BaseException):
+    """The process dies here: nothing after this point runs, no cleanup, no except Exception."""
+
+
+def operations(run) -> list[tuple[str, str]]:
+    """The file operations of an uninterrupted run, in order, as (operation, file name)."""
+    seen = []
+    storage.fault = lambda operation, path: seen.append((operation, path.name))
+    try:
+        seqkit.train(CONFIG, out=run, test=False)
+    finally:
+        storage.fault = None
+    return seen
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, one_thread):
+    run = tmp_path_factory.mktemp("straight")
+    ops = operations(run)
+    return ops, end_state(run)
+
+
+def fail_at(index: int, failure: BaseException):
+    count = {"n": -1}
+
+    def fault(operation, path):
+        count["n"] += 1
+        if count["n"] == index:
+            raise failure
+
+    return fault
+
+
+FAILURES = {
+    "crash": lambda: SimulatedCrash(),
+    "ENOSPC": lambda: OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+    "EACCES": lambda: OSError(errno.EACCES, os.strerror(errno.EACCES)),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_path, reference, failure):
+    ops, expected = reference
+    assert len(ops) >= 30 and {op for op, _ in ops} == {"write", "fsync", "rename", "fsync_dir", "append",
+                                                         "unlink"}
+    for index, (operation, name) in enumerate(ops):
+        run = tmp_path / f"{index}"
+        storage.fault = fail_at(index, FAILURES[failure]())
+        try:
+            with pytest.raises((SimulatedCrash, StorageError)) as info:
+                seqkit.train(CONFIG, out=run, test=False)
+        finally:
+            storage.fault = None
+        if failure != "crash":  # one line naming the file that could not be written
+            message = str(info.value)
+            named = str(run) if operation == "fsync_dir" else name  # a folder's fsync names the folder
+            reason = os.strerror(getattr(errno, failure))
+            assert "\n" not in message and named in message and reason in message
+        seqkit.train(CONFIG, out=run, test=False)
+        try:
+            assert_same_end_state(end_state(run), expected)
+        except AssertionError as exc:
+            raise AssertionError(f"{failure} at operation {index} ({operation} {name}): {exc}") from None

@@ -1,0 +1,249 @@
+"""The run folder: one writer at a time, only seqkit's own files touched, no silent restart, a stored
+config that never lies, a best model that is what the run says, full disks and read-only mounts."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+
+import pytest
+import tomli_w
+from click.testing import CliRunner
+from run_state import assert_same_end_state, end_state, tiny
+
+import seqkit
+from seqkit import checkpoint as ckpt
+from seqkit import run_folder, storage
+from seqkit import trainer as train_module
+from seqkit.cli import cli
+from seqkit.run_folder import RunFolder, RunFolderError
+from seqkit.storage import StorageError
+from seqkit.trainer import TrainingError
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, one_thread):
+    run = tmp_path_factory.mktemp("straight")
+    seqkit.train(tiny(), out=run, test=False)
+    return end_state(run)
+
+
+def one_line_exit_2(result) -> str:
+    """The error line of a command that failed as it should: exit status 2, its last stderr line
+    ``seqkit: error: ...`` (progress lines of training may come before it), no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert lines and lines[-1].startswith("seqkit: error: "), result.stderr
+    assert "Traceback" not in result.stderr and "seqkit: error:" not in "\n".join(lines[:-1])
+    return lines[-1]
+
+
+def config_file(tmp_path, test_size: int = 0, **train) -> str:
+    path = tmp_path / "tiny.toml"
+    config = tiny(**train)
+    config["task"]["test_size"] = test_size
+    path.write_text(tomli_w.dumps(config))
+    return str(path)
+
+
+# -- one writer, our own files only ----------------------------------------------------------------
+
+
+def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(tmp_path):
+    run = tmp_path / "run"
+    with RunFolder(run).lock():
+        with pytest.raises(RunFolderError, match=rf"{run}: in use by another seqkit run \(pid {os.getpid()}"):
+            seqkit.train(tiny(steps=2), out=run, test=False)
+    assert not RunFolder(run).has_history()  # the refused run wrote nothing
+    seqkit.train(tiny(steps=2), out=run, test=False)  # the lock went with its holder
+
+
+def test_an_empty_out_never_trains_into_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.toml").write_text("# the user's own file\n")
+    (tmp_path / ".notes.abcdefgh.tmp").write_text("the user's own temporary file\n")
+    (tmp_path / "configs").mkdir()
+    config = config_file(tmp_path / "configs", steps=2)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    one_line_exit_2(CliRunner().invoke(cli, ["train", config, "--out", ""]))
+    with pytest.raises(RunFolderError, match="empty path"):
+        seqkit.train(tiny(steps=2), out="", test=False)
+    one_line_exit_2(CliRunner().invoke(cli, ["train", config, "--out", "."]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "config.toml").read_text() == "# the user's own file\n"
+
+
+def test_a_folder_seqkit_did_not_make_is_refused(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.toml").write_text("mine = 1\n")
+    with pytest.raises(RunFolderError, match="not a seqkit run folder and not empty"):
+        seqkit.train(tiny(steps=2), out=project, test=False)
+    assert (project / "config.toml").read_text() == "mine = 1\n"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    err = one_line_exit_2(CliRunner().invoke(cli, ["train", config_file(tmp_path), "--out",
+                                                   str(a_file / "run")]))
+    assert str(a_file) in err
+
+
+def test_only_seqkit_temporaries_are_removed(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    ours = run / "checkpoints" / ".step-0000008.safetensors.k2j4h5g6.tmp"
+    theirs = run / ".notes.txt.abcdefgh.tmp"
+    ours.write_bytes(b"x")
+    theirs.write_bytes(b"y")
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    assert not ours.exists() and theirs.read_bytes() == b"y"
+
+
+# -- no silent restart, a config that never lies ------------------------------------------------------
+
+
+def test_missing_checkpoints_stop_instead_of_restarting(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    for path in (run / "checkpoints").iterdir():
+        path.unlink()
+    metrics = (run / "metrics.jsonl").read_text()
+    with pytest.raises(RunFolderError, match="no readable checkpoint.*--restart"):
+        seqkit.train(tiny(steps=4), out=run, test=False)
+    assert (run / "metrics.jsonl").read_text() == metrics and (run / "best.safetensors").exists()
+    seqkit.train(tiny(steps=4), out=run, test=False, restart=True)
+    assert RunFolder(run).latest_checkpoint() == RunFolder(run).checkpoint_path(4)
+
+
+def test_a_corrupt_latest_checkpoint_is_reported_not_silently_skipped(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=8, keep_last=2), out=run, test=False)
+    latest = RunFolder(run).checkpoint_path(8)
+    latest.write_bytes(latest.read_bytes()[:-10])
+    said = []
+    seqkit.train(tiny(steps=8, keep_last=2), out=run, test=False,
+                 events=train_module.Events(message=said.append))
+    assert any("skipping a checkpoint" in line and "step-0000008" in line for line in said)
+
+
+def test_a_changed_model_is_one_line_naming_the_keys(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    config = config_file(tmp_path)
+    err = one_line_exit_2(CliRunner().invoke(cli, ["train", config, "--out", str(run),
+                                                   "--set", "model.d_model=32", "--set", "seed=9"]))
+    assert "model.d_model: 16 -> 32" in err and "seed: 5 -> 9" in err and "--restart" in err
+
+
+def test_changed_training_keys_apply_from_the_resumed_step_and_are_recorded(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    seen = []
+    real = train_module.Trainer._step
+
+    def spy(self, batches, step):
+        real(self, batches, step)
+        seen.append((step, self.optimizer.param_groups[0]["lr"], self.optimizer.param_groups[0]["betas"]))
+
+    monkeypatch.setattr(train_module.Trainer, "_step", spy)
+    seqkit.train(tiny(steps=6, lr=1e-2, warmup_steps=0, schedule="constant", betas=[0.8, 0.9]),
+                 out=run, test=False)
+    assert seen == [(5, 1e-2, (0.8, 0.9)), (6, 1e-2, (0.8, 0.9))]
+    stored = (run / "config.toml").read_text()
+    assert "# from step 4: train.lr: 0.003 -> 0.01" in stored and "lr = 0.01" in stored
+    assert "# from step 4: train.steps: 4 -> 6" in stored
+    assert seqkit.load_config(run / "config.toml").train.lr == 1e-2  # the comments keep it valid TOML
+
+
+# -- the best model ------------------------------------------------------------------------------------
+
+
+def test_a_non_finite_evaluation_is_never_saved_nor_best(tmp_path, monkeypatch):
+    real, calls = train_module.evaluate, {"n": 0}
+
+    def diverging(*args, **kwargs):
+        calls["n"] += 1
+        found, predictions = real(*args, **kwargs)
+        return ({k: math.nan for k in found} if calls["n"] >= 2 else found), predictions
+
+    monkeypatch.setattr(train_module, "evaluate", diverging)
+    run = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"step 8: valid loss is nan.*last good checkpoint: .*step-0+4"):
+        seqkit.train(tiny(), out=run, test=False)
+    folder = RunFolder(run)
+    assert folder.latest_checkpoint() == folder.checkpoint_path(4) and folder.best_step() == 4
+
+
+@pytest.mark.parametrize("failure", ["crash", "disk full"])
+def test_a_failure_between_a_checkpoint_and_best_is_repaired(tmp_path, monkeypatch, straight, failure):
+    """The trainer state says 'best = step 8' before best.safetensors holds it: a crash or a full disk
+    in between must not leave the old best in place, nor let pruning delete step 8."""
+    run = tmp_path / "run"
+
+    def fail(operation, path):
+        if path.name == "best.safetensors" and operation == "rename" and "step-0000008" in str(
+                sorted((run / "checkpoints").iterdir())):
+            if failure == "crash":
+                raise SystemExit("simulated crash")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage, "fault", fail)
+    if failure == "crash":
+        with pytest.raises(SystemExit):
+            seqkit.train(tiny(), out=run, test=False)
+    else:
+        with pytest.raises(StorageError, match=rf"{run / 'best.safetensors'}: cannot write: No space left"):
+            seqkit.train(tiny(), out=run, test=False)
+        assert RunFolder(run).best_step() == 4  # the previous best is intact
+    monkeypatch.setattr(storage, "fault", None)
+    seqkit.train(tiny(), out=run, test=False)
+    assert_same_end_state(end_state(run), straight)
+
+
+# -- read-only and full disks ------------------------------------------------------------------------
+
+
+def test_a_finished_run_on_a_read_only_mount_runs_without_writing(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    config = config_file(tmp_path, test_size=8, steps=4)
+    assert CliRunner().invoke(cli, ["run", config, "--out", str(run)]).exit_code == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+
+    def read_only(operation, path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    real_open = os.open
+
+    def open_lock(path, flags, *args):
+        if str(path).endswith(run_folder.LOCK_NAME):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(storage, "fault", read_only)
+    monkeypatch.setattr(run_folder.os, "open", open_lock)
+    result = CliRunner().invoke(cli, ["run", config, "--out", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "test: loss" in result.stdout
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # more steps need a write: one line naming the file
+    err = one_line_exit_2(CliRunner().invoke(cli, ["run", config, "--out", str(run),
+                                                   "--set", "train.steps=8"]))
+    assert "Read-only file system" in err and str(run) in err
+
+
+def test_disk_full_is_one_line_naming_the_file_and_keeps_what_was_saved(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+
+    def full(operation, path):
+        if operation == "write" and path.name == "step-0000008.trainer.safetensors":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage, "fault", full)
+    err = one_line_exit_2(CliRunner().invoke(cli, ["train", config_file(tmp_path), "--out", str(run)]))
+    assert f"{run / 'checkpoints' / 'step-0000008.trainer.safetensors'}: cannot write: No space left" in err
+    folder = RunFolder(run)
+    assert folder.latest_checkpoint() == folder.checkpoint_path(4)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
+    assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 8
+    ckpt.load_tensors(folder.best)
