@@ -121,6 +121,30 @@ def test_python_api_generate_and_score(translator):
     assert torch.is_grad_enabled() and not model.model.training  # global grad mode untouched
 
 
+def test_beam_search_on_a_trained_model_equals_the_reference(translator):
+    """A trained model is peaked, with early end-of-sequence mass: where a stopping rule that quits
+    once ``beam`` hypotheses have finished returns short outputs."""
+    from test_beam_search import reference_beam
+
+    from seqkit.generate import SearchConfig, generate
+    from seqkit.inference import prepare
+
+    model = seqkit.load(translator / "run")
+    texts = [line.split("\t")[0] for line in pairs(12, 99)]
+    sources = prepare(model.task, model.config, texts).sources
+    for settings in ({"beam": 4, "nbest": 2}, {"beam": 3, "length_penalty": 1.0}):
+        config = SearchConfig(max_len=12, **settings)
+        for source in sources:
+            with torch.inference_mode():
+                mask = torch.ones(1, source.size(0), dtype=torch.bool)
+                found = generate(model.model, source[None], mask, config)[0]
+                expected = reference_beam(model.model, model.model.encode(source[None], mask), config)
+            assert [h.tokens for h in found] == [tokens for tokens, _ in expected]
+    greedy = model.generate(texts, scores=True)
+    beam = model.generate(texts, beam=4, scores=True)
+    assert all(b.score >= g.score - 1e-4 for g, b in zip(greedy, beam, strict=True))
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--beam", "0"], "--beam: must be an integer >= 1"),
     (["--nbest", "3"], "--nbest: 3 is above the beam size 1"),
