@@ -177,13 +177,14 @@ def test_a_non_finite_evaluation_is_never_saved_nor_best(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("failure", ["crash", "disk full"])
 def test_a_failure_between_a_checkpoint_and_best_is_repaired(tmp_path, monkeypatch, straight, failure):
-    """The trainer state says 'best = step 8' before best.safetensors holds it: a crash or a full disk
-    in between must not leave the old best in place, nor let pruning delete step 8."""
+    """The trainer state of the last step says 'best = step 12' before best.safetensors holds it: a
+    crash or a full disk in between must not leave the old best in place for good (nothing is left
+    to train that would overwrite it), nor let pruning delete step 12."""
     run = tmp_path / "run"
 
     def fail(operation, path):
-        if path.name == "best.safetensors" and operation == "rename" and "step-0000008" in str(
-                sorted((run / "checkpoints").iterdir())):
+        if path.name == "best.safetensors" and operation == "rename" and (
+                RunFolder(run).checkpoint_path(12).exists()):
             if failure == "crash":
                 raise SystemExit("simulated crash")
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -195,7 +196,7 @@ def test_a_failure_between_a_checkpoint_and_best_is_repaired(tmp_path, monkeypat
     else:
         with pytest.raises(StorageError, match=rf"{run / 'best.safetensors'}: cannot write: No space left"):
             seqkit.train(tiny(), out=run, test=False)
-        assert RunFolder(run).best_step() == 4  # the previous best is intact
+        assert RunFolder(run).best_step() == 8  # the previous best is intact
     monkeypatch.setattr(storage, "fault", None)
     seqkit.train(tiny(), out=run, test=False)
     assert_same_end_state(end_state(run), straight)
