@@ -11,6 +11,12 @@ Scores are log-probabilities under the model's full softmax (no temperature, not
 hypothesis's ``score`` is the sum over its new tokens and the end-of-sequence token, the same
 number ``score`` computes for that target. At ``max_len`` new tokens end-of-sequence is forced, so
 every hypothesis ends with one. Prompt tokens are fed, never scored.
+
+Beam search stops as fairseq and Hugging Face (``early_stopping=False``) do: an end-of-sequence
+candidate finishes a hypothesis only when it is among the ``beam`` best candidates of its row; a
+row keeps its ``beam`` best finished hypotheses and goes on while a live one can still rank above
+them. Constraints are never bent: a hypothesis with no allowed token (``no_repeat_ngram`` banning
+every word before ``min_len``) drops out, and a row left with nothing is a ``GenerationError``.
 """
 
 from __future__ import annotations
