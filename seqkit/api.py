@@ -15,6 +15,7 @@ import torch
 from seqkit import checkpoint as ckpt
 from seqkit.backends import get_backend
 from seqkit.config import RunConfig, load_config
+from seqkit.contracts import check_task_state
 from seqkit.data import encode_split
 from seqkit.distributed import process_group
 from seqkit.errors import CheckpointError, ConfigError
@@ -82,8 +83,8 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     A run folder is written by one process at a time (a second gets a RunFolderError). Resuming
     with a changed model, task, data or seed is an error naming the keys; changed ``train.*`` keys
     (more steps, another learning rate) apply from the resumed step on and are noted in config.toml
-    (a comment line each, above the config in force). A folder with an earlier run but no readable checkpoint is an error unless
-    ``restart=True``, which removes that run's files and starts over."""
+    (a comment line each, above the config in force). A folder with an earlier run but no readable
+    checkpoint is an error unless ``restart=True``, which removes that run's files and starts over."""
     manager = manager or make_plugin_manager()
     resolved = resolve_config(config, overrides, kwargs, manager)
     if out is None:
@@ -103,6 +104,7 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         else:
             if group.is_main:
                 task.fit(task.examples("train"))
+                check_task_state(task, manager)  # a state that cannot be saved fails now, not at step 1
             state = group.broadcast_json(task.state_dict() if group.is_main else None)
             if not group.is_main:  # one vocabulary for all ranks, whatever fit() would do on each
                 task.load_state_dict(state)
@@ -254,7 +256,8 @@ def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
     manager = manager or make_plugin_manager()
     tensors, meta = ckpt.load_tensors(path)
     ckpt.check_meta(meta, path, manager)
-    config = load_config(tomllib.loads(meta["config"]), manager=manager)
+    # a bare component name that has since become ambiguous resolves to the plugin recorded
+    config = load_config(ckpt.pin_components(tomllib.loads(meta["config"]), meta, manager), manager=manager)
     task = build_task(config, manager)
     task.load_state_dict(meta["task_state"])
     model = build_model(config.model, task.model_shape(), manager)
