@@ -14,11 +14,12 @@ import torch
 
 from seqkit import checkpoint as ckpt
 from seqkit.backends import get_backend
+from seqkit.blame import exception_line
 from seqkit.config import RunConfig, load_config
 from seqkit.contracts import check_task_state
 from seqkit.data import encode_split
 from seqkit.distributed import process_group
-from seqkit.errors import CheckpointError, ConfigError
+from seqkit.errors import CheckpointError, ConfigError, PluginCodeError, SeqkitError
 from seqkit.evaluate import evaluate
 from seqkit.generate import SearchConfig
 from seqkit.inference import AttentionMap, Generation, attention_map, score_texts, search
@@ -43,6 +44,11 @@ def build_task(config: RunConfig, manager: PluginManager) -> Task:
     except ConfigError as exc:
         key = f"task.{exc.key}" if exc.key else "task"
         raise ConfigError(f"{key}: {str(exc).removeprefix(f'{exc.key}: ')}") from None
+    except SeqkitError:
+        raise
+    except Exception as exc:  # a bug in the task plugin: name it (the traceback stays as the cause)
+        raise PluginCodeError(f"task: plugin {registration.plugin}, task {registration.name!r}: "
+                              f"{exception_line(exc)}") from exc
 
 
 def resolve_config(config: str | Path | dict | RunConfig, overrides: list[str] | tuple[str, ...],

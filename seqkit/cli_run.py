@@ -73,11 +73,16 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
     try:
         return train(config, out=out, overrides=overrides, events=_events() if main else None,
                      manager=plugin_manager(ctx), test=test, restart=restart)
-    except SeqkitError as exc:
+    except Exception as exc:  # under --nproc: one line for the run, written for the launcher
         errors = os.environ.get(RANK_ERRORS)
         if not errors or not launched() or ctx.find_root().params.get("debug"):
             raise
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, SeqkitError):
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        else:
+            from seqkit.blame import describe, exception_line
+
+            text = describe(exc, plugin_manager(ctx)) or f"internal error: {exception_line(exc)}"
         (Path(errors) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
         ctx.exit(2)
     except KeyboardInterrupt as exc:

@@ -215,6 +215,27 @@ def test_a_task_method_raising_names_the_task(install_plugin, tmp_path):
     assert "seqkit: error: plugin seqkit_fragile, task 'fragile': KeyError: '<unk>'" in result.output
 
 
+BROKEN_TASK_FACTORY = """
+from seqkit import hookimpl
+
+def build(options):
+    raise TypeError("unsupported operand")
+
+@hookimpl
+def register_tasks(register):
+    register("brittle", build)
+"""
+
+
+def test_a_task_factory_raising_is_a_plugin_code_error_from_the_api(install_plugin, tmp_path):
+    install_plugin(BROKEN_TASK_FACTORY, dist="seqkit-brittle", version="1.0", name="seqkit_brittle")
+    data = config_dict(task="brittle")
+    data["task"] = {"name": "brittle"}
+    data["model"]["decoder"] = {"name": "gru"}
+    with pytest.raises(PluginCodeError, match=r"plugin seqkit_brittle, task 'brittle': TypeError: unsup"):
+        seqkit.train(data, out=tmp_path / "r", test=False)
+
+
 COMMANDS = """
 import click
 from seqkit import hookimpl
