@@ -84,3 +84,35 @@ def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_
             assert_same_end_state(end_state(run), expected)
         except AssertionError as exc:
             raise AssertionError(f"{failure} at operation {index} ({operation} {name}): {exc}") from None
+
+
+def test_a_crash_during_the_repair_of_a_crash_is_repaired_too(tmp_path, reference):
+    """Crash at each operation, then crash the rerun at its first file operation (removing a
+    temporary, restoring best or metrics, rewriting config): the third run still ends equal."""
+    ops, expected = reference
+    repairs = set()
+    for index in range(len(ops)):
+        run = tmp_path / f"{index}"
+        for fault in (fail_at(index, SimulatedCrash()), fail_at(0, SimulatedCrash())):
+            seen = []
+
+            def spy(operation, path, fault=fault, seen=seen):
+                seen.append((operation, path.name))
+                fault(operation, path)
+
+            storage.fault = spy
+            try:
+                with pytest.raises(SimulatedCrash):
+                    seqkit.train(CONFIG, out=run, test=False)
+            finally:
+                storage.fault = None
+        repairs.add(seen[-1])
+        seqkit.train(CONFIG, out=run, test=False)
+        try:
+            assert_same_end_state(end_state(run), expected)
+        except AssertionError as exc:
+            raise AssertionError(f"crash at operation {index}, then at {seen[-1]}: {exc}") from None
+    # the second crashes hit repairs, not only a fresh start's first write
+    kinds = {(op, name) for op, name in repairs if not name.endswith(".tmp")}
+    assert {("write", "best.safetensors"), ("write", "metrics.jsonl"),
+            ("unlink", "step-0000004.safetensors")} <= kinds, kinds  # each repair was crashed once
