@@ -32,13 +32,18 @@ from safetensors.torch import save as save_safetensors
 from seqkit.checkpoint import CHECKSUM_KEY, content_crc32
 from seqkit.cli import cli
 
-HANG_SECONDS = 20.0  # a case that takes longer is a hang: it fails
+HANG_SECONDS = float(os.environ.get("SEQKIT_FUZZ_HANG_SECONDS", 20))  # longer: a hang, it fails
 MEMORY_HEADROOM = 3 << 30  # address space a case may add to what the test process already maps
 
 # click reports a value it cannot parse itself (`--beam abc`, a RUN path that does not exist) as
 # "Usage: ... / Error: ..." on several lines. The promise is one `seqkit: error:` line for every
 # surface, so that format is counted as a violation (ClickUsageFormat); set this to True to accept it.
-ACCEPT_CLICK_USAGE_ERRORS = False
+ACCEPT_CLICK_USAGE_ERRORS = os.environ.get("SEQKIT_FUZZ_ACCEPT_USAGE") == "1"
+
+# SEQKIT_FUZZ_COLLECT=1 (for surveys, not for CI): count each violation with a sample instead of
+# failing, so that one frequent failure does not hide the rest; the counts go to $SEQKIT_FUZZ_STATS.
+COLLECT = os.environ.get("SEQKIT_FUZZ_COLLECT") == "1"
+SAMPLES: dict[tuple[str, str], str] = {}
 
 # (test name, outcome) -> count; printed at the end of the module, written as JSON to
 # $SEQKIT_FUZZ_STATS when set
@@ -181,8 +186,11 @@ def invoke(args: list[str], input: str | bytes | None = None, timeout: float = H
     """``seqkit ARGS`` through click's CliRunner, interrupted (a Hang) after ``timeout`` seconds."""
     args = [str(a) for a in args]
     start = time.monotonic()
-    with time_limit(timeout, "seqkit " + " ".join(args)[:200]):
-        result = CliRunner().invoke(cli, args, input=input)
+    try:
+        with time_limit(timeout, "seqkit " + " ".join(args)[:200]):
+            result = CliRunner().invoke(cli, args, input=input)
+    except Hang as exc:  # check_outcome fails it (or counts it)
+        return Outcome(args, -1, "", "", exc, (Hang, exc, exc.__traceback__), time.monotonic() - start)
     return Outcome(args, result.exit_code, result.stdout, result.stderr, result.exception,
                    result.exc_info, time.monotonic() - start)
 
@@ -200,41 +208,53 @@ def check_outcome(outcome: Outcome, test: str, *, stderr_may_have_progress: bool
     An exception that escaped seqkit is re-raised as itself, with the command as a note."""
     exc = outcome.exception
     if exc is not None and not isinstance(exc, SystemExit):
-        OUTCOMES[test, f"traceback {type(exc).__name__}"] += 1
         exc.add_note(f"fuzz case: {outcome.command}")
-        raise exc.with_traceback(outcome.exc_info[2])
+        return fail(test, exc.with_traceback(outcome.exc_info[2]))
     if "Traceback (most recent call last)" in outcome.stderr + outcome.stdout:
-        OUTCOMES[test, "traceback printed"] += 1
-        raise TracebackPrinted(f"{outcome.command}: printed a traceback:\n{outcome.stderr[-2000:]}")
+        return fail(test, TracebackPrinted(f"{outcome.command}: printed a traceback:\n"
+                                           f"{outcome.stderr[-2000:]}"))
     if outcome.exit_code == 0:
         OUTCOMES[test, "ok"] += 1
         return True
     lines = [line for line in outcome.stderr.splitlines() if line.strip()]
     if outcome.exit_code != 2:
-        OUTCOMES[test, f"exit {outcome.exit_code}"] += 1
-        raise WrongExitStatus(f"{outcome.command}: exit status {outcome.exit_code}, stderr {lines[-3:]}")
+        return fail(test, WrongExitStatus(f"{outcome.command}: exit status {outcome.exit_code}, "
+                                          f"stderr {lines[-3:]}"))
     if any(line.startswith("Usage:") for line in lines) and any(line.startswith("Error:") for line in lines):
-        OUTCOMES[test, "click usage error"] += 1
         if ACCEPT_CLICK_USAGE_ERRORS:
+            OUTCOMES[test, "click usage error (accepted)"] += 1
             return False
-        raise ClickUsageFormat(f"{outcome.command}: click's usage error, not one seqkit line: "
-                               f"{lines[-1]!r}")
+        return fail(test, ClickUsageFormat(f"{outcome.command}: click's usage error, not one seqkit "
+                                           f"line: {lines[-1]!r}"))
     errors = [line for line in lines if line.startswith("seqkit: error: ")]
     if len(errors) != 1:
-        OUTCOMES[test, "not one error line"] += 1
-        raise NotOneErrorLine(f"{outcome.command}: {len(errors)} `seqkit: error:` lines in {lines[-5:]}")
+        return fail(test, NotOneErrorLine(f"{outcome.command}: {len(errors)} `seqkit: error:` lines "
+                                          f"in {lines[-5:]}"))
     if len(lines) != 1 and not stderr_may_have_progress or lines[-1] != errors[0]:
-        OUTCOMES[test, "extra stderr lines"] += 1
-        raise ExtraStderrLines(f"{outcome.command}: stderr is not just the error line: {lines[-5:]}")
+        return fail(test, ExtraStderrLines(f"{outcome.command}: stderr is not just the error line: "
+                                           f"{lines[-5:]}"))
     if not errors[0].removeprefix("seqkit: error: ").strip():
-        OUTCOMES[test, "empty message"] += 1
-        raise EmptyErrorMessage(f"{outcome.command}: the error line says nothing")
+        return fail(test, EmptyErrorMessage(f"{outcome.command}: the error line says nothing"))
     if where and not any(fragment in errors[0] for fragment in where):
-        OUTCOMES[test, "error does not say where"] += 1
-        raise ErrorDoesNotSayWhere(f"{outcome.command}: {errors[0]!r} names none of {list(where)}")
+        return fail(test, ErrorDoesNotSayWhere(f"{outcome.command}: {errors[0]!r} names none of "
+                                               f"{list(where)}"))
     OUTCOMES[test, "error"] += 1
     return False
 
+
+def fail(test: str, exc: BaseException) -> bool:
+    """Raise ``exc`` (a violation, or an exception that escaped seqkit), or with COLLECT count it
+    under its class and, for an escaped exception, where it was raised; False either way."""
+    key = type(exc).__name__
+    if not isinstance(exc, Violation) and exc.__traceback__ is not None:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        key = f"traceback {key} at {Path(frame.filename).name}:{frame.lineno}"
+    OUTCOMES[test, key] += 1
+    if not COLLECT:
+        raise exc
+    notes = "".join(f" | {note}" for note in getattr(exc, "__notes__", []))
+    SAMPLES.setdefault((test, key), f"{exc}"[:600] + notes)
+    return False
 
 def record(test: str, outcome: str) -> None:
     OUTCOMES[test, outcome] += 1
@@ -249,7 +269,9 @@ def report_outcomes() -> str:
                      + ", ".join(f"{o} {n}" for o, n in counts.items()))
     stats = os.environ.get("SEQKIT_FUZZ_STATS")
     if stats:
-        Path(stats).write_text(json.dumps({f"{t} | {o}": n for (t, o), n in OUTCOMES.items()}, indent=1))
+        Path(stats).write_text(json.dumps({"counts": {f"{t} | {o}": n for (t, o), n in OUTCOMES.items()},
+                                           "samples": {f"{t} | {o}": m for (t, o), m in SAMPLES.items()}},
+                                          indent=1))
     return "\n".join(lines)
 
 
@@ -270,13 +292,15 @@ def hash_tree(root: Path) -> dict[str, str]:
     return found
 
 
-def assert_unchanged(before: dict[str, str], root: Path, what: str, test: str) -> None:
-    after = hash_tree(root)
+def assert_unchanged(before: dict[str, str], root: Path, what: str, test: str,
+                     ignore: tuple[str, ...] = ()) -> None:
+    """Fail (ChangedFiles) unless ``root`` hashes as ``before``, except the paths in ``ignore``."""
+    before = {k: v for k, v in before.items() if k not in ignore}
+    after = {k: v for k, v in hash_tree(root).items() if k not in ignore}
     if after != before:
         changed = sorted(k for k in before.keys() & after.keys() if before[k] != after[k])
-        OUTCOMES[test, "changed files"] += 1
-        raise ChangedFiles(f"{what} changed {root}: added {sorted(after.keys() - before.keys())}, "
-                           f"removed {sorted(before.keys() - after.keys())}, modified {changed}")
+        fail(test, ChangedFiles(f"{what} changed {root}: added {sorted(after.keys() - before.keys())}, "
+                                f"removed {sorted(before.keys() - after.keys())}, modified {changed}"))
 
 
 # -- safetensors ---------------------------------------------------------------------------------
