@@ -124,11 +124,12 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
                 events.message(f"{folder.best}: restored from step {trainer.progress.best_step}")
             folder.restore_metrics(trainer.progress.step, trainer.progress.history)
             folder.prune(resolved.train.keep_last, trainer.progress.best_step)
-            if changes:
+            if changes:  # config.toml says so with the first checkpoint trained under them
                 events.message("changed since the last checkpoint, in force from step "
                                f"{trainer.progress.step}: {'; '.join(changes)}")
-            folder.write_config(resolved, [f"from step {trainer.progress.step}: {change}"
-                                           for change in changes] if changes else ())
+                trainer.config_notes = [f"from step {trainer.progress.step}: {c}" for c in changes]
+            else:
+                folder.write_config(resolved)
         summary = trainer.train()
     result = RunResult(folder.root, summary)
     if test and group.is_main and "test" in task.splits():

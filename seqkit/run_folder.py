@@ -289,7 +289,8 @@ class RunFolder:
         made to it (so it never claims a value that did not hold for the whole run)."""
         old = self.config.read_text(encoding="utf-8") if self.config.exists() else None
         notes = [line for line in (old or "").splitlines() if line.startswith("# ")]
-        text = "".join(f"{note}\n" for note in [*notes, *(f"# {c}" for c in changes)])
+        notes += [note for note in (f"# {c}" for c in changes) if note not in notes]  # said again on a rerun
+        text = "".join(f"{note}\n" for note in notes)
         text += config_to_toml(config)
         if text != old:
             storage.atomic_write(self.config, text.encode())

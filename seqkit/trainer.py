@@ -120,6 +120,7 @@ class Trainer:
         self.progress = Progress()
         self.parameters = count_parameters(self.model)
         self.signals = DeferredSignals(enabled=False)
+        self.config_notes: list[str] | None = None  # changes config.toml must note at the next save
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -168,6 +169,9 @@ class Trainer:
                     "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                     "world_size": self.group.world_size, "replicas": replicas}
             meta = model_meta(self.config, self.task, self.manager, step=step, metrics=metrics)
+            if self.config_notes is not None:  # a resumed run changed train.* keys
+                self.folder.write_config(self.config, self.config_notes)
+                self.config_notes = None
             # trainer state first: a model file without its trainer file is never taken for resume
             ckpt.save_tensors(self.folder.trainer_path(path), tensors, info)
             ckpt.save_model(path, self.model, meta)

@@ -248,3 +248,25 @@ def test_disk_full_is_one_line_naming_the_file_and_keeps_what_was_saved(tmp_path
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.endswith(".tmp")]
     assert json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 8
     ckpt.load_tensors(folder.best)
+
+
+def test_config_toml_notes_a_change_only_with_a_checkpoint_trained_under_it(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    stored = (run / "config.toml").read_bytes()
+    real = train_module.loss_parts
+
+    def diverged(*args, **kwargs):
+        parts = real(*args, **kwargs)
+        parts.loss = parts.loss * math.nan
+        return parts
+
+    monkeypatch.setattr(train_module, "loss_parts", diverged)
+    with pytest.raises(TrainingError):
+        seqkit.train(tiny(steps=8), out=run, test=False)
+    assert (run / "config.toml").read_bytes() == stored  # nothing ran under train.steps = 8
+    monkeypatch.undo()
+    seqkit.train(tiny(steps=8), out=run, test=False)
+    seqkit.train(tiny(steps=8), out=run, test=False)
+    notes = [line for line in (run / "config.toml").read_text().splitlines() if line.startswith("#")]
+    assert notes == ["# from step 4: train.steps: 4 -> 8"]
