@@ -59,9 +59,12 @@ class SeqkitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         """seqkit's own errors, and any other exception, as one line with exit status 2 (the
         plugin named when its code raised it); --debug lets them through with their traceback.
-        Click's own exceptions (exit, abort, usage) and KeyboardInterrupt pass unchanged."""
+        A usage error (a bad option value, a missing argument) is one line too, naming the
+        command's --help. Click's exit and abort, and KeyboardInterrupt, pass unchanged."""
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from exc
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
         except SeqkitError as exc:
@@ -76,6 +79,18 @@ class SeqkitGroup(click.Group):
             manager = (ctx.find_root().obj or {}).get("plugins")
             where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
             raise CliError(f"{where} (run with --debug for the traceback)") from exc
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:  # the group's own options and the command name: `seqkit --bogus`, `seqkit nosuch`
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from exc
+
+
+def _usage_line(exc: click.UsageError) -> CliError:
+    """Click's usage text (usage line, hint, error) as one line that names the --help to read."""
+    where = exc.ctx.command_path if exc.ctx is not None else "seqkit"
+    return CliError(f"{exc.format_message()} (see '{where} --help')")
 
 
 def plugin_manager(ctx: click.Context):
@@ -95,7 +110,7 @@ def plugin_manager(ctx: click.Context):
     return root.obj["plugins"]
 
 
-@click.group(cls=SeqkitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SeqkitGroup, name="seqkit", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(seqkit.__version__, prog_name="seqkit")
 @click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
 @click.option("--disable-plugin", multiple=True, metavar="NAME",

@@ -154,3 +154,15 @@ def test_the_readme_config_example_is_valid(run, tmp_path):
     path.write_text(example)
     result = run("config", "check", str(path))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--bogus"], "No such option '--bogus'. (see 'seqkit --help')"),
+    (["nosuch"], "No such command 'nosuch'. (see 'seqkit --help')"),
+    (["generate", "--beam", "nan", "x", "y"], "Invalid value for '--beam': 'nan' is not a valid integer."),
+    (["config", "check"], "Missing argument 'FILE'. (see 'seqkit config check --help')"),
+])
+def test_usage_errors_are_one_line_naming_the_help(args, expected):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.output
+    assert result.stderr.startswith("seqkit: error: ") and expected in result.stderr
