@@ -234,14 +234,21 @@ def config() -> None:
 @set_option
 @click.pass_context
 def config_check(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> None:
-    """Validate FILE: unknown keys, wrong types, unknown plugin names and options a plugin
-    rejects are errors."""
+    """Check that FILE will run: every check `seqkit run` makes before its first step, without
+    training. Unknown keys, wrong types, numbers that are not finite, unknown plugin names,
+    options a plugin rejects, a missing [task], data files that do not read, an unknown or
+    unavailable backend, components that do not make a model of the task's kind or do not take
+    the length limits, a best_metric the task does not report, and a model or data too large for
+    this machine's memory are errors (one line, exit status 2).
+
+    Prints FILE: ok with the parameter count and the memory training will need."""
     from seqkit.config import load_config
-    from seqkit.model import check_components
+    from seqkit.preflight import check_run_config
 
     manager = plugin_manager(ctx)
-    check_components(load_config(file, overrides, manager=manager).model, manager)
-    click.echo(f"{file}: ok")
+    estimate = check_run_config(load_config(file, overrides, manager=manager), manager)
+    click.echo(f"{file}: ok ({estimate.parameters:,} parameters; about "
+               f"{estimate.memory_bytes / 1e6:,.0f} MB for parameters, optimizer state and data)")
 
 
 @config.command("show")

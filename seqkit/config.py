@@ -8,6 +8,7 @@ registered. Every error names the key path, with file:line where the key is in a
 
 from __future__ import annotations
 
+import copy
 import re
 import sys
 from dataclasses import dataclass, field
@@ -16,7 +17,14 @@ from typing import Any, Literal
 
 import tomli_w
 
-from seqkit.convert import BASE_DIR, KeyPathError, convert_dataclass, did_you_mean, to_toml_data
+from seqkit.convert import (
+    BASE_DIR,
+    KeyPathError,
+    convert_dataclass,
+    did_you_mean,
+    field_types,
+    to_toml_data,
+)
 from seqkit.errors import ConfigError, RegistryError
 from seqkit.plugins import PluginManager, make_plugin_manager
 
@@ -151,17 +159,56 @@ def load_config(
     manager = manager or make_plugin_manager()
     token = BASE_DIR.set(base)
     try:
-        return convert_dataclass(data, RunConfig, (), _component_resolver(manager))
+        config = convert_dataclass(data, RunConfig, (), _component_resolver(manager))
     except KeyPathError as exc:
         raise ConfigError(_where(exc.path, origin, text, set_paths) + str(exc)) from None
     finally:
         BASE_DIR.reset(token)
+    # not a dataclass field: equality, show and the stored config ignore where a config came from
+    config._source = ConfigSource(origin, text, frozenset(set_paths))
+    return config
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where a RunConfig was read from, so that errors found after loading (by a task or
+    component factory, by ``check_run_config``) still name file:line or ``--set``."""
+
+    origin: str | None  # the file, None for a dict
+    text: str | None  # its TOML text
+    set_paths: frozenset  # key paths that --set overrides gave
+
+
+_KEY_PATH = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*): ")
+
+
+def locate_error(exc: Exception, config: RunConfig) -> Exception:
+    """``exc`` with file:line (or ``--set``) put before its message when the message starts with a
+    key path of ``config`` (``model.encoder.heads: ...``) and the config came from a file; else
+    ``exc`` unchanged. Factories raise ConfigError(key=...), the core words it as a key path: this
+    is where it gets its place in the file back."""
+    source = getattr(config, "_source", None)
+    message = str(exc)
+    match = _KEY_PATH.match(message)
+    if source is None or match is None:
+        return exc
+    path = tuple(int(part) if part.isdigit() else part
+                 for part in re.findall(r"[^.\[\]]+", match.group(1)))
+    if path[0] not in field_types(RunConfig):
+        return exc
+    where = _where(path, source.origin, source.text, set(source.set_paths))
+    if not where:
+        return exc
+    located = copy.copy(exc)
+    located.args = (where + message, *exc.args[1:])
+    return located
 
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     """The text and parsed data of a TOML file; errors name the file (and line)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        # a byte-order mark (Windows editors write one) is not part of the TOML text
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except (OSError, UnicodeDecodeError) as exc:

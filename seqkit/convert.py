@@ -5,6 +5,11 @@ relative paths taken from ``BASE_DIR``: the config file's folder), typing.Litera
 unions of those, list[X], tuple[X, ...], tuple[X, Y], dict[str, X], nested dataclasses, Any.
 Unknown keys, wrong types and missing required keys raise ``KeyPathError`` naming the key path; the
 config module adds file and line.
+
+Two rules hold for every number, whatever the field: an integer fits in 64 bits (torch, numpy and
+safetensors metadata all hold them as int64), and a float is finite and within float32's range
+(every float ends up in float32 arithmetic: a learning rate of 1e308 or a NaN clip_norm would
+turn into inf or silently disable what it configures).
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import contextvars
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Union
 
 MISSING = dataclasses.MISSING
+INT_RANGE = (-2**63, 2**63)  # [low, high): int64
+FLOAT_LIMIT = 3.4028234663852886e38  # largest finite float32
 BASE_DIR: contextvars.ContextVar[Path | None] = contextvars.ContextVar("BASE_DIR", default=None)
 """Relative paths in a config are relative to this folder (the config file's) while converting."""
 
@@ -141,11 +149,17 @@ def convert_scalar(value: Any, tp: Any, path: tuple) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not INT_RANGE[0] <= value < INT_RANGE[1]:
+                raise KeyPathError(path, f"{value} is outside the 64-bit integer range "
+                                         f"[-2**63, 2**63 - 1]")
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, int) and abs(value) > 2**53:
                 raise KeyPathError(path, f"integer {value} is too large for a float")
+            if not math.isfinite(value) or abs(value) > FLOAT_LIMIT:
+                raise KeyPathError(path, f"must be a finite number within float32 range "
+                                         f"(|x| <= 3.4e38), got {value!r}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):

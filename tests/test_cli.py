@@ -86,9 +86,11 @@ def test_backends(run):
 
 def test_config_check_and_show(run, tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('seed = 7\n[model.encoder]\nname = "gru"\n')
+    path.write_text('seed = 7\n[task]\nname = "copy"\n[model.encoder]\nname = "gru"\n'
+                    '[model.decoder]\nname = "gru"\n')
     result = run("config", "check", str(path))
-    assert result.exit_code == 0 and result.stdout.strip() == f"{path}: ok"
+    assert result.exit_code == 0 and result.stdout.startswith(f"{path}: ok (")
+    assert "parameters" in result.stdout
     result = run("config", "show", str(path), "--set", "model.encoder.layers=9")
     assert result.exit_code == 0
     assert "seed = 7" in result.stdout and "layers = 9" in result.stdout
@@ -140,9 +142,10 @@ def test_plugin_commands_join_the_cli(run, install_plugin):
 
 def test_config_check_runs_the_component_factories(run, tmp_path):
     path = tmp_path / "run.toml"
-    path.write_text('[model]\nd_model = 64\n[model.encoder]\nname = "transformer"\nheads = 5\n')
+    path.write_text('[task]\nname = "copy"\n[model]\nd_model = 64\n[model.encoder]\nname = "transformer"\n'
+                    'heads = 5\n[model.decoder]\nname = "gru"\n')
     assert_one_line_error(run("config", "check", str(path)),
-                          "model.encoder.heads: 5 does not divide d_model 64")
+                          f"{path}:7: model.encoder.heads: 5 does not divide d_model 64")
 
 
 def test_the_readme_config_example_is_valid(run, tmp_path):

@@ -49,6 +49,7 @@ class ClassificationTask(Task):
     """Labels are strings (numbers in JSON Lines are read as their text), indexed in sorted order."""
 
     model_kind = "classifier"
+    metric_names = ("accuracy",)
 
     def __init__(self, config: ClassificationConfig):
         self.config = config
@@ -85,6 +86,11 @@ class ClassificationTask(Task):
     def model_shape(self) -> ModelShape:
         return ModelShape("classifier", source_vocab=require(self.tokenizer, "classification").vocab_size,
                           num_outputs=len(self.labels), pad_id=PAD)
+
+    def shape_bound(self) -> ModelShape:
+        """The model shape before fitting: the vocabulary at its configured maximum, two labels
+        (the fewest a classifier has; the head's size barely matters)."""
+        return ModelShape("classifier", source_vocab=self.config.vocab_size, num_outputs=2, pad_id=PAD)
 
     def encode(self, example: Example) -> EncodedExample:
         tokenizer = require(self.tokenizer, "classification")

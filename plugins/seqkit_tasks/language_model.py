@@ -48,6 +48,7 @@ class LanguageModelTask(Task):
     loss and perplexity."""
 
     model_kind = "language_model"
+    metric_names = ()  # the core's loss, ppl and token_accuracy
 
     def __init__(self, config: LanguageModelConfig):
         self.config = config
@@ -74,6 +75,10 @@ class LanguageModelTask(Task):
     def model_shape(self) -> ModelShape:
         return ModelShape("language_model", target_vocab=require(self.tokenizer, "language_model").vocab_size,
                           pad_id=PAD)
+
+    def shape_bound(self) -> ModelShape:
+        """The model shape before fitting: the vocabulary at its configured maximum."""
+        return ModelShape("language_model", target_vocab=self.config.vocab_size, pad_id=PAD)
 
     def encode(self, example: Example) -> EncodedExample:
         """A text becomes the target [bos, ..., eos]; the source is always None. (A prompt for

@@ -42,6 +42,7 @@ class RegressionTask(Task):
     split's mean and standard deviation when ``standardize`` (``decode`` undoes it)."""
 
     model_kind = "regressor"
+    metric_names = ("mse", "mae", "r2")
 
     def __init__(self, config: RegressionConfig):
         self.config = config

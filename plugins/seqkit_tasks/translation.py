@@ -60,6 +60,7 @@ class TranslationTask(Task):
     """Pairs of texts; the source and target tokenizers are trained on the train split."""
 
     model_kind = "seq2seq"
+    metric_names = ("exact_match", "bleu", "chrf")
 
     def __init__(self, config: TranslationConfig):
         self.config = config
@@ -105,6 +106,11 @@ class TranslationTask(Task):
     def model_shape(self) -> ModelShape:
         return ModelShape("seq2seq", source_vocab=require(self.source_tokenizer, "translation").vocab_size,
                           target_vocab=self.target_tokenizer.vocab_size, pad_id=PAD)
+
+    def shape_bound(self) -> ModelShape:
+        """The model shape before fitting: each vocabulary at its configured maximum."""
+        size = self.config.vocab_size
+        return ModelShape("seq2seq", source_vocab=size, target_vocab=size, pad_id=PAD)
 
     def encode(self, example: Example) -> EncodedExample:
         source = require(self.source_tokenizer, "translation").encode(
