@@ -12,14 +12,16 @@ document) in its header, so a flipped bit anywhere is an error on load, not a si
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import os
 import logging
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
@@ -65,13 +67,15 @@ def save_tensors(path: Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -
 
 
 def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """The tensors and JSON document of a file written by ``save_tensors``. The sizes are checked
-    before anything large is allocated (a header claiming an absurd size, a truncated file), then
-    the checksum (a flipped bit): each is a one-line CheckpointError naming the file."""
+    """The tensors and JSON document of a file written by ``save_tensors``, memory-mapped: the
+    tensors are views of a private (copy-on-write) map of the file, so loading allocates nothing
+    the size of the file. The header is checked before any tensor is made (a header claiming an
+    absurd size, a truncated file, offsets that do not tile the data), then the checksum (a
+    flipped bit): each is a one-line CheckpointError naming the file."""
     path = Path(path)
     try:
-        size = path.stat().st_size
         with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
                 raise CheckpointError(f"{path}: truncated safetensors file ({size} bytes)")
@@ -80,29 +84,72 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
                 raise CheckpointError(f"{path}: corrupt safetensors header (claims {header_len} bytes, "
                                       f"file has {size})")
             header = json.loads(f.read(header_len))
-            end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"),
-                      default=0)
-            if 8 + header_len + end != size:
-                raise CheckpointError(f"{path}: truncated or corrupt safetensors file "
-                                      f"(expected {8 + header_len + end} bytes, found {size})")
-            f.seek(0)
-            tensors = load_bytes(f.read())
-        metadata = header.get("__metadata__") or {}
+            if not isinstance(header, dict):
+                raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+            metadata = header.pop("__metadata__", None) or {}
+            layout = _layout(path, header, size - 8 - header_len)
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size else None
+        start = 8 + header_len
+        tensors = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # frombuffer on a map: it is writable (COW)
+            for name, (dtype, shape, begin, end) in layout.items():
+                count = (end - begin) // dtype.itemsize
+                tensors[name] = (torch.frombuffer(mapped, dtype=dtype, count=count, offset=start + begin)
+                                 .reshape(shape) if count else torch.empty(shape, dtype=dtype))
+        if not isinstance(metadata, dict):
+            raise CheckpointError(f"{path}: corrupt safetensors header (__metadata__ is not an object)")
         text, checksum = metadata.get("seqkit", ""), metadata.get(CHECKSUM_KEY)
         if checksum is None:
             raise CheckpointError(f"{path}: no {CHECKSUM_KEY} checksum in the header: not written by "
                                   "seqkit, or corrupt")
-        if content_crc32(tensors, text) != checksum:
+        if not isinstance(text, str) or content_crc32(tensors, text) != checksum:
             raise CheckpointError(f"{path}: corrupt file: its contents do not match their checksum")
         meta = json.loads(text)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, SafetensorError) as exc:
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: a folder, not a checkpoint file") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError, OverflowError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable safetensors file: {detail}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: corrupt file: its seqkit metadata is not a JSON object")
     return tensors, meta
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+           "U8": torch.uint8, "BOOL": torch.bool}
+
+
+def _layout(path: Path, header: dict[str, Any], data_bytes: int) -> dict[str, tuple]:
+    """name -> (dtype, shape, begin, end) of each tensor in a safetensors header, checked as
+    safetensors checks it: known dtypes, byte ranges that match the shapes and tile the data
+    exactly (no gap, no overlap, nothing past the end of the file)."""
+    layout, ranges = {}, []
+    for name, info in header.items():
+        try:
+            dtype, shape, (begin, end) = _DTYPES[info["dtype"]], info["shape"], info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise CheckpointError(f"{path}: corrupt safetensors header (entry {name!r})") from None
+        if not (isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape)
+                and type(begin) is int and type(end) is int and 0 <= begin <= end):
+            raise CheckpointError(f"{path}: corrupt safetensors header (entry {name!r})")
+        if math.prod(shape) * dtype.itemsize != end - begin:
+            raise CheckpointError(f"{path}: corrupt safetensors header ({name!r}: shape {shape} does "
+                                  f"not fit its {end - begin} bytes)")
+        layout[name] = (dtype, shape, begin, end)
+        ranges.append((begin, end))
+    position = 0
+    for begin, end in sorted(ranges):
+        if begin != position:
+            raise CheckpointError(f"{path}: corrupt safetensors header (tensor data overlaps or has gaps)")
+        position = end
+    if position != data_bytes:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file "
+                              f"(expected {position} data bytes, found {data_bytes})")
+    return layout
 
 
 # -- models -------------------------------------------------------------------------------------
