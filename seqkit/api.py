@@ -256,17 +256,58 @@ def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
     if precision not in DTYPES:
         raise ConfigError(f"precision: must be one of {', '.join(DTYPES)}, got {precision!r}")
     path = Path(run_or_checkpoint)
+    if not path.exists():
+        raise CheckpointError(f"{run_or_checkpoint}: no such run folder or checkpoint")
     if path.is_dir():
         path = RunFolder(path).best if RunFolder(path).best.exists() else RunFolder(path).latest_checkpoint()
         if path is None:
             raise CheckpointError(f"{run_or_checkpoint}: no checkpoint in this run folder")
     manager = manager or make_plugin_manager()
-    tensors, meta = ckpt.load_tensors(path)
-    ckpt.check_meta(meta, path, manager)
-    # a bare component name that has since become ambiguous resolves to the plugin recorded
-    config = load_config(ckpt.pin_components(tomllib.loads(meta["config"]), meta, manager), manager=manager)
-    task = build_task(config, manager)
-    task.load_state_dict(meta["task_state"])
-    model = build_model(config.model, task.model_shape(), manager)
+    try:
+        tensors, meta = ckpt.load_tensors(path)
+    except CheckpointError:
+        if _is_config_file(path):
+            raise CheckpointError(f"{path}: a config file, not a run folder or checkpoint (train it "
+                                  f"with: seqkit run {path})") from None
+        raise
+    # The metadata passed its checksum but may still be wrong (written by a buggy plugin or by
+    # hand): whatever it breaks is a CheckpointError naming the file and the part.
+    part = "metadata"
+    try:
+        ckpt.check_meta(meta, path, manager)
+        part = "stored config"
+        if not isinstance(meta.get("config"), str):
+            raise TypeError("not a TOML text")
+        # a bare component name that has since become ambiguous resolves to the plugin recorded
+        config = load_config(ckpt.pin_components(tomllib.loads(meta["config"]), meta, manager),
+                             manager=manager)
+        part = "task state"
+        task = build_task(config, manager)
+        if not isinstance(meta.get("task_state"), dict):
+            raise TypeError(f"expected a JSON object, got {type(meta.get('task_state')).__name__}")
+        task.load_state_dict(meta["task_state"])
+        part = "model"
+        model = build_model(config.model, task.model_shape(), manager)
+    except (CheckpointError, PluginCodeError):
+        raise
+    except (SeqkitError, KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError,
+            tomllib.TOMLDecodeError, MemoryError, RecursionError, OverflowError) as exc:
+        detail = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+        if isinstance(exc, KeyError):
+            detail = f"missing {detail}"
+        raise CheckpointError(f"{path}: damaged checkpoint: its {part} is wrong: {detail}") from None
     ckpt.load_weights(model, tensors, path)
     return Model(model.to(device).eval(), task, config, path, meta, manager, precision)
+
+
+def _is_config_file(path: Path) -> bool:
+    """Whether ``path`` reads as a TOML run config (a common slip: ``seqkit eval run.toml``)."""
+    if path.suffix == ".toml":
+        return True
+    try:
+        if path.stat().st_size > 1 << 20:
+            return False
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return bool(data) and set(data) <= {f.name for f in dataclasses.fields(RunConfig)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -236,7 +237,7 @@ def train_command(ctx: click.Context, config: str, overrides, out, restart, npro
 
 
 @click.command("eval")
-@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("--split", default="test", show_default=True, help="Which split of the task's data.")
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluate on this file (in the task's format) instead of a configured split.")
@@ -248,14 +249,15 @@ def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, a
     from seqkit.api import load
     from seqkit.cli import plugin_manager
 
-    model = load(run, manager=plugin_manager(ctx))
+    model = load(run, manager=plugin_manager(ctx))  # a missing path is its one-line error
     if data is not None:
         if not data.exists():
             raise SeqkitError(f"{data}: no such data file")
         model.use_data(split, data)
     metrics, _ = model.evaluate(split)
     if as_json:
-        click.echo(json.dumps(metrics))
+        click.echo(json.dumps({key: _json_number(value) for key, value in metrics.items()},
+                              allow_nan=False))
     else:
         for key, value in metrics.items():
             click.echo(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
@@ -272,8 +274,18 @@ def average(checkpoints: tuple[Path, ...], output: Path) -> None:
     click.echo(str(average_checkpoints(list(checkpoints), output)))
 
 
+def _json_number(value):
+    """A metric as JSON allows it: null for NaN and infinities (JSON has neither), floats rounded
+    to 12 significant digits (100.00000000000004 is 100.0: summation noise, not information)."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else None
+    return value
+
+
+# Click's exists=True would answer a missing folder with four lines of usage text; the commands
+# check paths themselves and say what is missing in one line.
 @click.command()
-@click.argument("run", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="PNG file (default: RUN/curves.png).")
 def plot(run: Path, output: Path | None) -> None:

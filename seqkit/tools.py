@@ -40,6 +40,13 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    run = Path(run)
+    if not run.exists():
+        raise SeqkitError(f"{run}: no such run folder")
+    if not run.is_dir():
+        raise SeqkitError(f"{run}: not a run folder (a file; seqkit plot takes the folder a run wrote)")
+    out = Path(out) if out else run / "curves.png"
+    _check_folder_of(out)
     folder = RunFolder(run)
     records = folder.read_metrics()
     if not records:
@@ -65,7 +72,6 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         ax.set_xlabel("step")
     fig.suptitle(str(folder.root))
     fig.tight_layout()
-    out = Path(out) if out else folder.root / "curves.png"
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
@@ -74,6 +80,8 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
 def plot_attention(attention, out: Path, title: str = "") -> Path:
     """An attention map (:class:`seqkit.inference.AttentionMap`) as a heatmap PNG: output tokens
     down, source tokens across, darker where the decoder looked."""
+    out = Path(out)
+    _check_folder_of(out)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -91,9 +99,14 @@ def plot_attention(attention, out: Path, title: str = "") -> Path:
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise SeqkitError(f"{out}: the folder {out.parent} does not exist")
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def _check_folder_of(out: Path) -> None:
+    """A one-line error, before any drawing, when ``out`` cannot be written where it is named."""
+    if not out.parent.is_dir():
+        raise SeqkitError(f"{out}: the folder {out.parent} does not exist")
+    if out.is_dir():
+        raise SeqkitError(f"{out}: a folder; name a .png file")
