@@ -241,15 +241,15 @@ def config_check(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> N
     the length limits, a best_metric the task does not report, and a model or data too large for
     this machine's memory are errors (one line, exit status 2).
 
-    Prints FILE: ok; the parameter count and the memory training will need go to stderr."""
+    Prints FILE: ok (the parameter count and memory estimate are logged at --debug)."""
     from seqkit.config import load_config
     from seqkit.preflight import check_run_config
 
     manager = plugin_manager(ctx)
     estimate = check_run_config(load_config(file, overrides, manager=manager), manager)
+    log.debug("%s: %s parameters; about %.0f MB for parameters, optimizer state and data", file,
+              f"{estimate.parameters:,}", estimate.memory_bytes / 1e6)
     click.echo(f"{file}: ok")
-    click.echo(f"seqkit: {estimate.parameters:,} parameters; about {estimate.memory_bytes / 1e6:,.0f} MB "
-               f"for parameters, optimizer state and data", err=True)
 
 
 @config.command("show")
