@@ -26,6 +26,7 @@ from seqkit.inference import AttentionMap, Generation, attention_map, score_text
 from seqkit.interfaces import DTYPES, Task
 from seqkit.model import SeqModel, build_model
 from seqkit.plugins import PluginManager, make_plugin_manager
+from seqkit.preflight import check_run_config
 from seqkit.run_folder import RunFolder, RunFolderError, config_changes
 from seqkit.trainer import Events, Trainer
 
@@ -93,6 +94,7 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     checkpoint is an error unless ``restart=True``, which removes that run's files and starts over."""
     manager = manager or make_plugin_manager()
     resolved = resolve_config(config, overrides, kwargs, manager)
+    check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
     if out is None:
         stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
         out = Path("runs") / stem

@@ -12,10 +12,10 @@ document) in its header, so a flipped bit anywhere is an error on load, not a si
 from __future__ import annotations
 
 import json
+import logging
 import math
 import mmap
 import os
-import logging
 import warnings
 import zlib
 from pathlib import Path

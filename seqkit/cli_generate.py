@@ -110,7 +110,7 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
 
 
 @click.command()
-@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))  # seqkit.load names a missing one
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file",
               type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=str),
@@ -210,7 +210,7 @@ def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, wit
 
 
 @click.command()
-@click.argument("run", type=click.Path(exists=True, path_type=Path))
+@click.argument("run", type=click.Path(path_type=Path))  # seqkit.load names a missing one
 @click.option("--data", "data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Examples in the task's format (translation: source and target; a language model: texts).")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,

@@ -124,15 +124,12 @@ def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: 
 
 
 def _check_config(ctx: click.Context, config: str, overrides) -> None:
-    from seqkit.api import build_task
     from seqkit.cli import plugin_manager
     from seqkit.config import load_config
-    from seqkit.model import check_components
+    from seqkit.preflight import check_run_config
 
     manager = plugin_manager(ctx)
-    resolved = load_config(config, overrides, manager=manager)
-    check_components(resolved.model, manager)
-    build_task(resolved, manager)
+    check_run_config(load_config(config, overrides, manager=manager), manager)
 
 
 def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:

@@ -57,7 +57,10 @@ def check_run_config(config: RunConfig, manager: PluginManager) -> Estimate:
     try:
         return _check(config, manager)
     except SeqkitError as exc:
-        raise locate_error(exc, config) from None
+        located = locate_error(exc, config)
+        if located is exc:
+            raise
+        raise located from exc.__cause__  # a plugin's own exception stays the cause
 
 
 def _check(config: RunConfig, manager: PluginManager) -> Estimate:
@@ -151,8 +154,8 @@ def _check_model(config: RunConfig, shape, manager: PluginManager, available: in
     """Build the parts on the meta device under the memory guard, run them at the length limits
     there, then build the real model once (with its dry run), as the trainer will. Returns the
     number of trainable parameters."""
-    from seqkit.model import SeqModel, _build_part, build_model, count_parameters
     from seqkit.interfaces import Decoder, Encoder
+    from seqkit.model import SeqModel, _build_part, build_model, count_parameters
 
     model_config = config.model
     budget = available // BYTES_PER_PARAMETER

@@ -45,7 +45,8 @@ def write(tmp_path, text: str, name: str = "run.toml"):
 
 
 def check(path, *overrides: str):
-    return CliRunner().invoke(cli, ["config", "check", str(path), *[a for o in overrides for a in ("--set", o)]])
+    sets = [arg for override in overrides for arg in ("--set", override)]
+    return CliRunner().invoke(cli, ["config", "check", str(path), *sets])
 
 
 def one_line_error(result, *fragments: str) -> str:
@@ -154,7 +155,8 @@ def test_a_byte_order_mark_is_accepted(tmp_path):
     path.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(GOOD).lstrip().encode())
     assert check(path).exit_code == 0, check(path).output
     bad = tmp_path / "bom-bad.toml"
-    bad.write_bytes(b"\xef\xbb\xbf" + textwrap.dedent(GOOD).lstrip().replace("heads = 2", "headz = 2").encode())
+    text = textwrap.dedent(GOOD).lstrip().replace("heads = 2", "headz = 2")
+    bad.write_bytes(b"\xef\xbb\xbf" + text.encode())
     one_line_error(check(bad), "bom-bad.toml:15: model.decoder.headz: unknown key")
 
 
