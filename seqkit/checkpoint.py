@@ -173,7 +173,12 @@ def save_model(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
 
 def load_weights(model: nn.Module, tensors: dict[str, Tensor], path: Path) -> None:
     """Load weights saved by save_model; names left out as duplicates must be tied aliases."""
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # shapes that differ: the first one, in one line
+        detail = next((line.strip() for line in str(exc).splitlines() if "size mismatch" in line),
+                      str(exc).splitlines()[0] if str(exc) else "")
+        raise CheckpointError(f"{path}: weights do not fit this model ({detail})") from None
     aliases = set(model.state_dict()) - set(unique_state(model))
     if unexpected or set(missing) - aliases:
         raise CheckpointError(f"{path}: weights do not fit this model (missing "

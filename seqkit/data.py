@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -111,7 +112,9 @@ def encode_split(task: Task, split: str, data: DataConfig) -> EncodedSplit:
     if stats["examples"] == 0:
         raise DataError(f"{split}: the split has no examples")
     if stats["kept"] == 0:
-        raise DataError(f"{split}: none of the {stats['examples']} examples is left "
+        file = (getattr(example, "where", None) or "").rpartition(":")[0]  # of "file:line"
+        origin = f"{file}: split {split}" if file and Path(file).is_file() else split
+        raise DataError(f"{origin}: none of the {stats['examples']} examples is left "
                         f"({stats['dropped']} longer than data.max_source_len={data.max_source_len} or "
                         f"data.max_target_len={data.max_target_len}, {stats['empty']} with an empty source)")
     logger.info("%s: %d examples, %d kept, %d truncated, %d dropped as too long, %d empty", split,

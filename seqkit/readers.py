@@ -109,6 +109,9 @@ def read_float_sequences(path: Path | str, num_features: int | None = None,
     raise DataError(f"{path}: expected a .npz or .csv file of float sequences")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: larger values become inf
+
+
 def _read_csv(path: Path, num_features: int, num_outputs: int) -> Iterator[Example]:
     count = 0
     for where, line in _lines(path):
@@ -120,8 +123,9 @@ def _read_csv(path: Path, num_features: int, num_outputs: int) -> Iterator[Examp
                 value = float(text)
             except ValueError:
                 raise DataError(f"{where}: column {column}: {text.strip()!r} is not a number") from None
-            if not math.isfinite(value):
-                raise DataError(f"{where}: column {column}: {text.strip()!r} is not a finite number")
+            if not math.isfinite(value) or abs(value) > FLOAT32_MAX:
+                raise DataError(f"{where}: column {column}: {text.strip()!r} is not a finite number "
+                                "a float32 can hold (|x| <= 3.4e38)")
             values.append(value)
         steps = len(values) - num_outputs
         if steps < num_features or steps % num_features:
@@ -164,8 +168,9 @@ def _read_npz(path: Path, num_features: int | None, num_outputs: int | None) -> 
         if not 1 <= lengths[i] <= inputs.shape[1]:
             raise DataError(f"{where}: length {lengths[i]} is not in [1, {inputs.shape[1]}]")
         source, target = inputs[i, :lengths[i]], targets[i]
-        if not (np.isfinite(source).all() and np.isfinite(target).all()):
-            raise DataError(f"{where}: inputs or targets hold a NaN or an infinity")
+        if not all(np.isfinite(a).all() and (np.abs(a) <= FLOAT32_MAX).all() for a in (source, target)):
+            raise DataError(f"{where}: inputs or targets hold a NaN, an infinity or a number beyond "
+                            "float32's range (|x| <= 3.4e38)")
         yield Example(source.astype(np.float32).tolist(), target.astype(np.float32).tolist(), where)
 
 

@@ -139,6 +139,7 @@ def test_load_on_damaged_metadata_raises_checkpoint_errors(tmp_path, trained):
                lambda m: {**m, "config": m["config"].replace("translation", "no-such-task")},
                lambda m: {**m, "config": m["config"].replace("gru", "transformer")},
                lambda m: {**m, "config": m["config"].replace('"char"', '"bpe"')},
+               lambda m: {**m, "config": m["config"].replace("d_model = ", "d_model = 1")},  # shapes
                lambda m: {**m, "task_state": "tokenizer"}, lambda m: {**m, "task_state": None}]
     rng = random.Random(0)
     for path in _paths(meta):

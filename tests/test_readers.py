@@ -102,6 +102,7 @@ def test_csv(tmp_path):
 @pytest.mark.parametrize("row, message", [
     ("1,2,abc", "column 3: 'abc' is not a number"),
     ("1,2,nan", "column 3: 'nan' is not a finite number"),
+    ("1,2,1e308", "column 3: '1e308' is not a finite number a float32 can hold"),  # inf in the model
     ("1,2,3,4", "expected 1 target value.* multiple of 2 .* got 4 values"),
     ("1", "expected 1 target value.* got 1 values"),
 ])
