@@ -48,12 +48,15 @@ class SeqkitGroup(click.Group):
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         commands = {}
-        for reg in plugin_manager(ctx).registrations("command"):
+        registrations = plugin_manager(ctx).registrations("command")
+        names = [reg.name for reg in registrations]
+        for reg in registrations:
             if reg.name in self.commands or reg.name in LAZY_COMMANDS:
                 log.warning("plugin %s: command %r clashes with a built-in command; ignored",
                             reg.plugin, reg.name)
                 continue
-            commands[reg.name] = reg.factory
+            # two plugins adding one verb: neither takes the bare name, each is `seqkit plugin:verb`
+            commands[reg.name if names.count(reg.name) == 1 else reg.qualified_name] = reg.factory
         return commands
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -149,6 +152,8 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         for kind in ("encoders", "decoders", "tasks", "backends", "commands"):
             if info[kind]:
                 click.echo(f"  {kind}: {', '.join(info[kind])}")
+        for clash in info["clashes"]:
+            click.echo(f"  clash: {clash}")
 
 
 @plugins.command("check")

@@ -272,3 +272,39 @@ def test_the_conformance_suite_checks_both_clashing_components_by_qualified_name
     subjects = {check.subject for check in conformance_checks(make_plugin_manager())}
     assert f"encoder {a}:cnn" in subjects and f"encoder {b}:cnn" in subjects
     assert "encoder lstm" in subjects
+
+
+def test_clashes_are_listed_by_seqkit_plugins(two_cnns):
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    result = CliRunner().invoke(cli, ["plugins"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("  clash: ") >= 2 and "cnn" in result.output
+
+
+VERB = """
+import click
+from seqkit import hookimpl
+
+@hookimpl
+def register_commands(cli):
+    @cli.command()
+    def hello():
+        click.echo("{who}")
+"""
+
+
+def test_two_plugins_adding_one_command_each_get_a_qualified_verb(install_plugin):
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    install_plugin(VERB.replace("{who}", "from a"), dist="seqkit-a", version="1.0", name="zz_a")
+    install_plugin(VERB.replace("{who}", "from b"), dist="seqkit-b", version="2.0", name="aa_b")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["zz_a:hello"]).output == "from a\n"
+    assert runner.invoke(cli, ["aa_b:hello"]).output == "from b\n"
+    bare = runner.invoke(cli, ["hello"])
+    assert bare.exit_code == 2 and "No such command 'hello'" in bare.stderr  # neither wins silently
