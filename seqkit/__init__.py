@@ -13,11 +13,16 @@ import pluggy
 
 from seqkit.errors import (
     BackendUnavailableError,
+    CheckpointError,
     ConfigError,
     DataError,
+    GenerationError,
+    PluginCodeError,
     PluginError,
     RegistryError,
+    RunFolderError,
     SeqkitError,
+    StorageError,
 )
 
 __version__ = "0.1.0"
@@ -42,11 +47,16 @@ _LAZY = {
 
 __all__ = [
     "BackendUnavailableError",
+    "CheckpointError",
     "ConfigError",
     "DataError",
+    "GenerationError",
+    "PluginCodeError",
     "PluginError",
     "RegistryError",
+    "RunFolderError",
     "SeqkitError",
+    "StorageError",
     "__version__",
     "hookimpl",
     *_LAZY,

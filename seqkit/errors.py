@@ -55,3 +55,13 @@ class PluginCodeError(PluginError):
     """Code of a plugin raised an exception of its own (not a SeqkitError), or broke the contract
     (a cache that is not batch-first); the message names the plugin, the component's kind and name,
     and the original exception, which is chained as ``__cause__``."""
+
+
+class StorageError(SeqkitError):
+    """A file of a run could not be written or removed (disk full, read-only, permissions); the
+    message names the file. Files written before it are intact."""
+
+
+class RunFolderError(SeqkitError):
+    """A run folder cannot be used as asked: in use by another run, not a seqkit run folder, trained
+    with another config, or holding a saved run with no readable checkpoint."""

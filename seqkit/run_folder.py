@@ -29,7 +29,7 @@ from seqkit import checkpoint as ckpt
 from seqkit import storage
 from seqkit.config import RunConfig, config_to_toml, tomllib
 from seqkit.convert import to_toml_data
-from seqkit.errors import CheckpointError, SeqkitError
+from seqkit.errors import CheckpointError, RunFolderError
 from seqkit.interfaces import Task
 from seqkit.plugins import PluginManager
 
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 # Anything else (model, task, data, seed, train.best_metric) changed makes a different run.
 RESUMABLE_CHANGES = ("train.", "backend", "precision")
 NOT_RESUMABLE = ("train.best_metric",)
-
-
-class RunFolderError(SeqkitError):
-    """A run folder cannot be used as asked (in use, not a run folder, config changed, ...)."""
 
 
 class RunFolder:

@@ -18,17 +18,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from seqkit.errors import SeqkitError
+from seqkit.errors import StorageError
 
 # Called before each operation with (operation, path); tests set it to inject a crash or an error.
 fault: Callable[[str, Path], None] | None = None
 
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
-
-
-class StorageError(SeqkitError):
-    """A file of a run could not be written or removed (disk full, read-only, permissions); the
-    message names the file. Files written before it are intact."""
 
 
 def _point(operation: str, path: Path) -> None:
