@@ -72,7 +72,8 @@ class ClassificationTask(Task):
             texts.append(text_of(example.source, example.where, "text"))
             labels.add(_label(example))
         if len(labels) < 2:
-            raise DataError(f"task.train: a classifier needs at least 2 labels, found {sorted(labels)}")
+            raise DataError(f"{self.config.train}: task.train: a classifier needs at least 2 labels, "
+                            f"found {sorted(labels)}")
         self.tokenizer = train_tokenizer(self.config, texts)
         self._set_labels(sorted(labels))
 
