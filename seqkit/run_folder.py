@@ -168,10 +168,7 @@ class RunFolder:
         # a trainer file alone is a checkpoint a crash cut short (it is written first)
         if self.checkpoints.is_dir() and any(_STEP.match(p.name) for p in self.checkpoints.iterdir()):
             return True
-        try:
-            return any("eval" in record for record in self.read_metrics() if isinstance(record, dict))
-        except ValueError:  # a torn line: look at the rest
-            return '"eval":' in self.metrics.read_text(encoding="utf-8", errors="replace")
+        return any("eval" in record for record in self.read_metrics())
 
     def clear(self) -> None:
         """Start over: remove seqkit's own files of an earlier run (nothing else)."""
@@ -229,9 +226,18 @@ class RunFolder:
         return self._tensorboard or None
 
     def read_metrics(self) -> list[dict[str, Any]]:
+        """The records of metrics.jsonl; a line a crash tore (or that is not a record) is skipped."""
         if not self.metrics.exists():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        records = []
+        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+        return records
 
     # -- checkpoints and the best model -------------------------------------------------------------
 

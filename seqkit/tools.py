@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from seqkit import checkpoint as ckpt
+from seqkit import storage
 from seqkit.errors import CheckpointError, SeqkitError
 from seqkit.run_folder import RunFolder
 
@@ -72,8 +73,7 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
         ax.set_xlabel("step")
     fig.suptitle(str(folder.root))
     fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    _save_png(fig, out, dpi=100)
     return out
 
 
@@ -99,9 +99,21 @@ def plot_attention(attention, out: Path, title: str = "") -> Path:
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.04)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    _save_png(fig, out, dpi=120)
     return out
+
+
+def _save_png(fig, out: Path, dpi: int) -> None:
+    """Render, then write atomically: a full disk or a read-only folder is one line naming ``out``
+    (a StorageError), and never leaves half a PNG."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    plt.close(fig)
+    storage.atomic_write(out, buffer.getvalue())
 
 
 def _check_folder_of(out: Path) -> None:

@@ -270,3 +270,20 @@ def test_config_toml_notes_a_change_only_with_a_checkpoint_trained_under_it(tmp_
     seqkit.train(tiny(steps=8), out=run, test=False)
     notes = [line for line in (run / "config.toml").read_text().splitlines() if line.startswith("#")]
     assert notes == ["# from step 4: train.steps: 4 -> 8"]
+
+
+def test_plot_of_a_torn_metrics_file_and_onto_a_read_only_folder(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "loss"')  # a crash in the middle of an append
+    assert CliRunner().invoke(cli, ["plot", str(run)]).exit_code == 0
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+    def read_only(operation, path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(storage, "fault", read_only)
+    err = one_line_exit_2(CliRunner().invoke(cli, ["plot", str(run), "-o", str(tmp_path / "c.png")]))
+    assert f"{tmp_path / 'c.png'}: cannot write: Read-only file system" in err
+    assert not (tmp_path / "c.png").exists()
