@@ -227,6 +227,10 @@ def _check_lengths(model, shape, config: RunConfig) -> None:
                 torch.zeros(1, 2, d), torch.ones(1, 2, dtype=torch.bool), None)
             _at_limit("decoder", "max_target_len", data.max_target_len,
                       lambda length: model.decode(torch.zeros(1, length, dtype=torch.long), enc))
+            # evaluation decodes up to max_target_len new tokens through the cache, after BOS; no
+            # memory here (a decoder may read the memory's mask, which meta tensors cannot give)
+            _at_limit("decoder", "max_target_len", data.max_target_len,
+                      lambda length: model.decoder.init_cache(None, 1, 1 + length))
 
 
 def _at_limit(part: str, key: str, limit: int, run) -> None:

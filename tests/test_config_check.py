@@ -95,6 +95,10 @@ BAD = [
     ("max_len = 6", "max_len = 6\nsymbols = 1000000000000", ["task.symbols:", "GB"]),
     ("[train]", "[data]\nmax_target_len = 1\n[train]", ["data.max_target_len:", "bos and eos"]),
     ("seed = 1", 'seed = 1\nprecision = "fp16"\nbackend = "cpu"', ["precision"]),
+    # sinusoidal positions take any length, but evaluation decodes through a cache of max_positions
+    ("[train]", "[data]\nmax_target_len = 100000\n[train]",
+     ["model.decoder", "data.max_target_len = 100000", "max_positions 1024"]),
+    ("max_len = 6", "max_len = 100000000", ["task.max_len:", "GB"]),  # not blamed on train_size
 ]
 
 

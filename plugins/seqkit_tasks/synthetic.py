@@ -71,9 +71,13 @@ class SyntheticTask(Task):
         # sizes are checked against memory before a vocabulary or a sequence is made: a
         # train_size of 10**12 is refused here, not after hours of drawing sequences
         check_memory("symbols", config.symbols * _VOCABULARY_ENTRY_BYTES, "vocabulary")
+        # the key blamed is the factor further above its default: a huge max_len is not train_size's fault
+        long = config.max_len / SyntheticConfig.max_len > config.train_size / SyntheticConfig.train_size
         for split in SPLITS:
-            check_memory(f"{split}_size", self._split_bytes(split), f"{split} examples")
-        check_memory("train_size", self.memory_estimate(), "examples")
+            check_memory("max_len" if long else f"{split}_size", self._split_bytes(split),
+                         f"{split} examples ({getattr(config, f'{split}_size'):,} of up to "
+                         f"{config.max_len:,} tokens)")
+        check_memory("max_len" if long else "train_size", self.memory_estimate(), "examples")
         self.tokenizer = self._vocabulary()
         self._held_out: dict[str, set[tuple[int, ...]]] = {}
 
