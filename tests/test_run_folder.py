@@ -287,3 +287,15 @@ def test_plot_of_a_torn_metrics_file_and_onto_a_read_only_folder(tmp_path, monke
     err = one_line_exit_2(CliRunner().invoke(cli, ["plot", str(run), "-o", str(tmp_path / "c.png")]))
     assert f"{tmp_path / 'c.png'}: cannot write: Read-only file system" in err
     assert not (tmp_path / "c.png").exists()
+
+
+def test_outputs_never_replace_a_folder_or_a_device(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(StorageError, match="cannot write: a folder"):
+        storage.atomic_write(tmp_path / "out.png", b"x")
+    assert (tmp_path / "out.png").is_dir()
+    os.mkfifo(tmp_path / "pipe.png")
+    err = one_line_exit_2(CliRunner().invoke(cli, ["plot", str(run), "-o", str(tmp_path / "pipe.png")]))
+    assert "cannot write: not a regular file" in err and not (tmp_path / "pipe.png").is_file()
