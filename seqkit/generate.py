@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from seqkit.errors import ConfigError, GenerationError
-from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput
+from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput, iter_tensors
 from seqkit.model import SeqModel
 
 NEG_INF = float("-inf")
@@ -165,6 +165,21 @@ class _Decoding:
                               "max_len") from None
         self.cache = cache if use_cache else None
         self.prefix: Tensor | None = None  # (N, t) everything fed so far, recompute mode only
+
+    def check_room(self, copies: int) -> None:
+        """Refuse, before allocating, ``copies`` of every row of the cache (the beams) that cannot
+        fit in memory: caches are batch-first, so bytes scale with the rows (and a reorder holds
+        the old cache and the new one at once)."""
+        if self.cache is None or copies == 1:
+            return
+        from seqkit.preflight import available_memory
+
+        held = sum(t.numel() * t.element_size() for t in iter_tensors(self.cache))
+        need, available = 2 * held * copies, available_memory(next(self.model.parameters()).device)
+        if need > available:
+            raise ConfigError(f"beam: {copies} beams need about {need / 1e9:.3g} GB of decoder cache "
+                              f"({held / 1e6:.3g} MB for one beam of each input); this machine has "
+                              f"{available / 1e9:.3g} GB available", "beam")
 
     def feed(self, tokens: Tensor) -> Tensor:
         """tokens (N, t) -> float32 logits (N, V) of the position after them."""
@@ -304,6 +319,7 @@ class _Search:
         config, device, K, V = self.config, self.device, self.config.beam, self.vocab
         finished: list[list[Hypothesis]] = [[] for _ in range(self.rows)]
         logits = self.prefill()
+        self.decoding.check_room(K)
         # beams are copies of their row's cache: cross-attention keys/values were computed once
         expand = torch.arange(self.rows, device=device).repeat_interleave(K)
         self.decoding.select(expand)

@@ -237,3 +237,18 @@ def test_a_hypothesis_with_no_allowed_token_drops_out_of_the_beam():
     assert all(len(h.tokens) == 2 for h in found) and set(words) >= {t for h in found for t in h.tokens}
     with pytest.raises(GenerationError, match="min_len 3 cannot be met"):
         generate(model, config=SearchConfig(max_len=4, min_len=3, no_repeat_ngram=1, beam=2), prompts=[[]])
+
+
+@pytest.mark.parametrize("decoder", ["transformer", "lstm"])
+def test_a_beam_whose_cache_cannot_fit_is_refused_before_allocating(decoder, monkeypatch):
+    from seqkit import preflight
+    from seqkit.errors import ConfigError
+
+    model = make_model(decoder, seed=3)
+    source, mask = sources(2)
+    generate(model, source, mask, SearchConfig(max_len=6, beam=64))  # fits
+    monkeypatch.setattr(preflight, "available_memory", lambda device=None: 1000)
+    with pytest.raises(ConfigError, match=r"^beam: 64 beams need about .* GB of decoder cache") as caught:
+        generate(model, source, mask, SearchConfig(max_len=6, beam=64))
+    assert caught.value.key == "beam"
+    assert generate(model, source, mask, SearchConfig(max_len=6, beam=1))  # greedy needs no copies
