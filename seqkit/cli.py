@@ -80,6 +80,8 @@ class SeqkitGroup(click.Group):
             from seqkit.blame import describe, exception_line
 
             manager = (ctx.find_root().obj or {}).get("plugins")
+            if _out_of_memory(exc):  # the machine's limit, not a bug: say so, without blame
+                raise CliError(f"out of memory: {exception_line(exc)[:300]}; use smaller sizes") from exc
             where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
             raise CliError(f"{where} (run with --debug for the traceback)") from exc
 
@@ -88,6 +90,13 @@ class SeqkitGroup(click.Group):
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
             raise _usage_line(exc) from exc
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, or an allocator's 'cannot allocate' RuntimeError."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
 def _usage_line(exc: click.UsageError) -> CliError:

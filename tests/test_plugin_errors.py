@@ -189,6 +189,20 @@ def test_an_exception_in_core_code_is_an_internal_error_line(monkeypatch, tmp_pa
         "(run with --debug for the traceback)")
 
 
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: "
+                                                               "you tried to allocate 8000000000 bytes")])
+def test_running_out_of_memory_is_said_as_such_not_as_a_bug(monkeypatch, tmp_path, error):
+    import seqkit.api
+
+    def hungry(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(seqkit.api, "train", hungry)
+    result = CliRunner().invoke(cli, ["train", write_config(tmp_path, config_dict())])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("seqkit: error: out of memory: ") and "internal" not in result.stderr
+
+
 TASK_PLUGIN = """
 from seqkit import hookimpl
 from seqkit_tasks.synthetic import ReverseTask, SyntheticConfig
