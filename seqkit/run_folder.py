@@ -80,9 +80,7 @@ class RunFolder:
                 ckpt.load_tensors(path)
                 ckpt.load_tensors(self.trainer_path(path))
             except CheckpointError as exc:
-                log.warning("skipping a checkpoint that does not read back: %s", exc)
-                if report is not None:
-                    report(f"skipping a checkpoint that does not read back: {exc}")
+                (report or log.warning)(f"skipping a checkpoint that does not read back: {exc}")
                 continue
             return path
         return None
