@@ -33,7 +33,7 @@ BYTES_PER_PARAMETER = 16  # fp32 weight + gradient + AdamW's two moments
 # Parameter tensors a model may have: each costs Python work in every optimizer step, gradient
 # clip and checkpoint (a 70B-parameter Llama has under 1,000), and counting stops here in seconds
 # where a memory budget of tiny layers would take minutes to reach.
-MAX_PARAMETER_TENSORS = 50_000
+MAX_PARAMETER_TENSORS = 20_000
 DEFAULT_D_MODEL = 256
 
 
