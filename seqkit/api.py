@@ -106,9 +106,9 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     # under torchrun: one process of several, joined over the backend's torch.distributed backend
     with process_group(get_backend(resolved.backend, manager)) as group, \
             folder.lock() if group.is_main else contextlib.nullcontext():
-        latest, changes = _resume_point(folder, resolved, manager, group, restart, events)
+        latest, meta, changes = _resume_point(folder, resolved, manager, group, restart, events)
         if latest is not None:
-            task.load_state_dict(ckpt.load_tensors(latest)[1]["task_state"])
+            task.load_state_dict(meta["task_state"])
         else:
             if group.is_main:
                 task.fit(task.examples("train"))
@@ -141,8 +141,9 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
 
 
 def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, group, restart: bool,
-                  events: Events) -> tuple[Path | None, list[str]]:
-    """The checkpoint to resume from (None: start at step 0) and the config keys that changed."""
+                  events: Events) -> tuple[Path | None, dict[str, Any], list[str]]:
+    """The checkpoint to resume from (None: start at step 0), its metadata, and the config keys
+    that changed since it was written."""
     if restart and group.is_main:
         folder.clear()
     latest = folder.agreed_checkpoint(group, events.message)
@@ -150,7 +151,7 @@ def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, 
         if group.is_main and folder.has_history():
             raise RunFolderError(f"{folder.root}: holds an earlier run but no readable checkpoint; "
                                  "use another --out, or --restart to start over (its files are removed)")
-        return None, []
+        return None, {}, []
     meta = ckpt.load_tensors(latest)[1]
     ckpt.check_meta(meta, latest, manager)
     resumable, other = config_changes(meta["config"], config)
@@ -158,7 +159,7 @@ def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, 
         shown = "; ".join(other[:4]) + ("; ..." if len(other) > 4 else "")
         raise RunFolderError(f"{folder.root}: was trained with another config ({shown}); use another "
                              "--out, or --restart to start over")
-    return latest, resumable
+    return latest, meta, resumable
 
 
 class Model:
