@@ -113,11 +113,13 @@ class RunFolder:
         except FileExistsError:
             raise RunFolderError(f"{self.root}: is a file, not a run folder") from None
         except OSError as exc:
-            if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) and self.root.is_dir():
-                self.read_only = True
-                yield
-                return
-            raise RunFolderError(f"{self.root}: cannot use as a run folder: {exc.strerror}") from None
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not self.root.is_dir():
+                raise RunFolderError(f"{self.root}: cannot use as a run folder: {exc.strerror}") from None
+            fd = None
+        if fd is None:  # read-only: nobody can write here, so there is nothing to lock against
+            self.read_only = True
+            yield
+            return
         try:
             _flock(fd, self)
             os.ftruncate(fd, 0)
