@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,16 +186,27 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: cannot read as .npz: {str(exc).splitlines()[0]}") from None
 
 
+MAX_LINE_BYTES = 64 << 20  # one example per line: a longer "line" is not text data (/dev/zero, a binary)
+
+
 def _lines(path: Path | str) -> Iterator[tuple[str, str]]:
-    """(``file:line``, text without its newline) for each line of ``path``."""
+    """(``file:line``, text without its newline) for each line of ``path``, a regular file (a
+    device or a pipe could be endless), lines of at most MAX_LINE_BYTES."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # before open: opening a pipe waits for a writer
+            raise DataError(f"{path}: not a regular file (a device, pipe or socket); data must be a file")
         handle = open(path, "rb")  # bytes, so that a decoding error can name its line
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
     with handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(f"{path}:{number}: a line longer than {MAX_LINE_BYTES >> 20} MiB; "
+                                "is this a text file of one example per line?")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

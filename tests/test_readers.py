@@ -157,3 +157,22 @@ def test_npz_is_never_unpickled(tmp_path):
         list(read_float_sequences(tmp_path / "missing.npz"))
     with pytest.raises(DataError, match="expected a .npz or .csv file"):
         read_float_sequences(tmp_path / "a.parquet")
+
+
+@pytest.mark.parametrize("reader", [read_tsv, read_lines, lambda p: read_jsonl(p, "s", "t")])
+def test_devices_pipes_and_folders_are_refused_without_reading(tmp_path, reader):
+    import os
+
+    os.mkfifo(tmp_path / "pipe")  # opening it would wait for a writer forever
+    for path in (tmp_path / "pipe", "/dev/zero", tmp_path):  # /dev/zero: one endless line
+        with pytest.raises(DataError, match="not a regular file"):
+            list(reader(path))
+
+
+def test_a_line_too_long_to_be_an_example_is_an_error(tmp_path, monkeypatch):
+    import seqkit.readers
+
+    monkeypatch.setattr(seqkit.readers, "MAX_LINE_BYTES", 16)
+    path = write(tmp_path / "a.tsv", "a\tb\n" + "x" * 40 + "\n")
+    with pytest.raises(DataError, match=f"^{path}:2: a line longer than"):
+        list(read_tsv(path))
