@@ -308,7 +308,7 @@ def _is_config_file(path: Path) -> bool:
     if path.suffix == ".toml":
         return True
     try:
-        if path.stat().st_size > 1 << 20:
+        if not path.is_file() or path.stat().st_size > 1 << 20:  # a pipe would wait for a writer
             return False
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):

@@ -73,6 +73,8 @@ def load_tensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     absurd size, a truncated file, offsets that do not tile the data), then the checksum (a
     flipped bit): each is a one-line CheckpointError naming the file."""
     path = Path(path)
+    if (kind := storage.not_a_file(path)) is not None:
+        raise CheckpointError(f"{path}: {kind}, not a checkpoint file")
     try:
         with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -206,6 +206,10 @@ def locate_error(exc: Exception, config: RunConfig) -> Exception:
 
 def read_toml(path: Path) -> tuple[str, dict[str, Any]]:
     """The text and parsed data of a TOML file; errors name the file (and line)."""
+    from seqkit.storage import not_a_file
+
+    if (kind := not_a_file(path)) is not None:
+        raise ConfigError(f"{path}: {kind}, not a config file")
     try:
         # a byte-order mark (Windows editors write one) is not part of the TOML text
         text = path.read_text(encoding="utf-8").removeprefix("\ufeff")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from seqkit.errors import DataError
 from seqkit.interfaces import Example
+from seqkit.storage import not_a_file
 
 
 def read_tsv(path: Path | str) -> Iterator[Example]:
@@ -193,8 +192,8 @@ def _lines(path: Path | str) -> Iterator[tuple[str, str]]:
     """(``file:line``, text without its newline) for each line of ``path``, a regular file (a
     device or a pipe could be endless), lines of at most MAX_LINE_BYTES."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):  # before open: opening a pipe waits for a writer
-            raise DataError(f"{path}: not a regular file (a device, pipe or socket); data must be a file")
+        if (kind := not_a_file(path)) is not None:  # before open: opening a pipe waits for a writer
+            raise DataError(f"{path}: {kind}, not a data file")
         handle = open(path, "rb")  # bytes, so that a decoding error can name its line
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +125,19 @@ def make_folder(path: Path) -> None:
         raise StorageError(f"{path}: cannot create the folder: a file of that name is in the way") from None
     except OSError as exc:
         raise _failed(path, "create the folder", exc) from None
+
+
+def not_a_file(path: Path | str) -> str | None:
+    """Why ``path`` cannot be read as a file ("a folder", "a device, pipe or socket"), or None when
+    it is a regular file or does not exist. Checked before opening: opening a pipe waits for a
+    writer, and a device can be endless."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None  # missing or unreadable: opening it says which
+    if stat.S_ISREG(mode):
+        return None
+    return "a folder" if stat.S_ISDIR(mode) else "a device, pipe or socket"
 
 
 def is_temporary(path: Path) -> bool:

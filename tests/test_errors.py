@@ -184,3 +184,20 @@ def test_loading_maps_the_file_instead_of_copying_it(tmp_path):
     grown = _anonymous_rss() - before
     assert float(tensors["w"][-1, -1]) == 1.0
     assert grown < 16 << 20, f"{grown >> 20} MiB of anonymous memory for a 64 MiB file"
+
+
+def test_pipes_and_devices_are_refused_before_opening_them(tmp_path):
+    """Opening a pipe waits for a writer (a hang) and a device can be endless: every verb that
+    reads a file the user names checks what it is first."""
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for args, what in ((["eval", str(pipe)], "not a checkpoint file"),
+                       (["generate", str(pipe), "x"], "not a checkpoint file"),
+                       (["average", str(pipe), "-o", str(tmp_path / "a.st")], "not a checkpoint file"),
+                       (["config", "check", str(pipe)], "not a config file"),
+                       (["eval", "/dev/zero"], "not a checkpoint file")):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and result.stderr.count("\n") == 1, (args, result.output)
+        assert "a device, pipe or socket, " + what in result.stderr, result.stderr
