@@ -185,9 +185,8 @@ class RunFolder:
         """Make metrics.jsonl what a run that never stopped would hold at checkpoint ``step``:
         records a crashed run wrote after it go (they are logged again), a torn last line goes,
         and an evaluation of ``history`` (the trainer state's) that a crash kept out is put back."""
-        lines, kept, logged = [], [], set()
-        if self.metrics.exists():
-            lines = self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept, logged = [], set()
+        lines = self._metrics_text().splitlines(keepends=True)
         for line in lines:
             try:
                 record = json.loads(line)
@@ -226,18 +225,27 @@ class RunFolder:
         return self._tensorboard or None
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The records of metrics.jsonl; a line a crash tore (or that is not a record) is skipped."""
-        if not self.metrics.exists():
-            return []
+        """The records of metrics.jsonl; a line a crash tore (or that is not a record with a step)
+        is skipped."""
         records = []
-        for line in self.metrics.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in self._metrics_text().splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict):
+            if isinstance(record, dict) and type(record.get("step")) is int:
                 records.append(record)
         return records
+
+    def _metrics_text(self) -> str:
+        if not self.metrics.exists() and not self.metrics.is_symlink():
+            return ""
+        if (kind := storage.not_a_file(self.metrics)) is not None:
+            raise RunFolderError(f"{self.metrics}: {kind}, not seqkit's metrics file")
+        try:
+            return self.metrics.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise RunFolderError(f"{self.metrics}: cannot read: {exc.strerror}") from None
 
     # -- checkpoints and the best model -------------------------------------------------------------
 

@@ -52,22 +52,21 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     records = folder.read_metrics()
     if not records:
         raise SeqkitError(f"{folder.metrics}: no metrics to plot (has the run started?)")
-    train = [r for r in records if "eval" not in r and "loss" in r]
+    train = [r for r in records if "eval" not in r and _number(r.get("loss"))]
     evals = [r for r in records if "eval" in r]
-    names = sorted({k for r in evals for k, v in r.items() if k not in ("step", "eval")
-                    and isinstance(v, (int, float))})
+    names = sorted({k for r in evals for k, v in r.items() if k not in ("step", "eval") and _number(v)})
     panels = 1 + len(names)
     fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
     ax = axes[0][0]
     ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
-    if evals and "loss" in evals[0]:
-        ax.plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-",
-                label=f"{evals[0]['eval']} loss")
+    losses = [(r["step"], r["loss"]) for r in evals if _number(r.get("loss"))]
+    if losses:
+        ax.plot(*zip(*losses, strict=True), "o-", label=f"{evals[0]['eval']} loss")
     ax.set_xlabel("step")
     ax.set_title("loss")
     ax.legend()
     for ax, name in zip(axes[0][1:], names, strict=True):
-        points = [(r["step"], r[name]) for r in evals if name in r]
+        points = [(r["step"], r[name]) for r in evals if _number(r.get(name))]
         ax.plot(*zip(*points, strict=True), "o-")
         ax.set_title(name)
         ax.set_xlabel("step")
@@ -75,6 +74,11 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     fig.tight_layout()
     _save_png(fig, out, dpi=100)
     return out
+
+
+def _number(value) -> bool:
+    """A value a metrics line may plot (a damaged line may hold anything)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def plot_attention(attention, out: Path, title: str = "") -> Path:

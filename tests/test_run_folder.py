@@ -299,3 +299,17 @@ def test_outputs_never_replace_a_folder_or_a_device(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     err = one_line_exit_2(CliRunner().invoke(cli, ["plot", str(run), "-o", str(tmp_path / "pipe.png")]))
     assert "cannot write: not a regular file" in err and not (tmp_path / "pipe.png").is_file()
+
+
+def test_damaged_metrics_lines_are_skipped_and_a_metrics_folder_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": "x", "loss": "y"}\n{"step": 3, "eval": "valid", "loss": [1]}\n')
+        f.write('[1, 2]\n{"step": 9}\n')
+    assert CliRunner().invoke(cli, ["plot", str(run), "-o", str(tmp_path / "c.png")]).exit_code == 0
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    for args in (["plot", str(run)], ["train", config_file(tmp_path, steps=8), "--out", str(run)]):
+        err = one_line_exit_2(CliRunner().invoke(cli, args))
+        assert f"{run / 'metrics.jsonl'}: a folder, not seqkit's metrics file" in err
