@@ -192,7 +192,8 @@ class RunFolder:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("step", 0) <= step and line.endswith("\n"):
+            at = record.get("step") if isinstance(record, dict) else None
+            if type(at) is int and at <= step and line.endswith("\n"):  # damaged lines go too
                 kept.append(line)
                 if "eval" in record:
                     logged.add(record["step"])
