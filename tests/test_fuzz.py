@@ -27,7 +27,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -58,12 +57,8 @@ from hypothesis import strategies as st
 from safetensors.torch import load as load_safetensors
 
 import seqkit
+from seqkit.config import tomllib
 from seqkit.errors import SeqkitError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
