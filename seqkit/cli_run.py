@@ -193,6 +193,9 @@ def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None
 
     With --nproc N (or started by torchrun) the processes train one model together; only rank 0
     writes the run folder and prints.
+
+    Ctrl-C or SIGTERM finishes the current step, saves it and exits (130 or 143); the same command
+    resumes. One run writes a folder at a time; a changed model or data is refused (--restart).
     """
     from seqkit.distributed import launched_rank
 
