@@ -86,7 +86,8 @@ def _search(model: SeqModel, task: Task, config: RunConfig, texts: list[str], op
         return [[Generation(value, None, [])] for value in predict(model, task, config, texts, batch_size)]
     device = next(model.parameters()).device
     prepared = prepare(task, config, texts)
-    results: list[list[Generation]] = [[Generation("", None, [])] for _ in texts]
+    # an empty seq2seq source: empty outputs, as many as asked for (--nbest N prints N lines each)
+    results: list[list[Generation]] = [[Generation("", None, [])] * options.nbest for _ in texts]
     rows = [i for i in range(len(texts)) if model.kind == "language_model" or prepared.sources[i] is not None]
     for chunk in _batches(rows, lambda i: _length(prepared, i), batch_size):
         try:

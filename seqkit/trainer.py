@@ -36,7 +36,7 @@ from seqkit.backends import get_backend, resolve_precision
 from seqkit.config import RunConfig
 from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split, step_batches
 from seqkit.distributed import Group, data_parallel
-from seqkit.errors import SeqkitError
+from seqkit.errors import CheckpointError, SeqkitError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
 from seqkit.interfaces import Task
 from seqkit.interrupts import DeferredSignals, Interrupted
@@ -86,6 +86,22 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _check_progress(progress: Progress, step: int) -> None:
+    """ValueError unless ``progress`` is what a trainer file of ``step`` holds."""
+    def integer(value) -> bool:
+        return type(value) is int and value >= 0
+
+    if progress.step != step or not integer(progress.bad_evals) or not integer(progress.best_step):
+        raise ValueError(f"progress says step {progress.step!r}, best step {progress.best_step!r}, "
+                         f"bad evaluations {progress.bad_evals!r}; the file is of step {step}")
+    if progress.best_step > step or not (progress.best_value is None or (
+            type(progress.best_value) in (int, float) and math.isfinite(progress.best_value))):
+        raise ValueError(f"best step {progress.best_step} with value {progress.best_value!r}")
+    if not isinstance(progress.sampler, dict) or not isinstance(progress.history, list) or not all(
+            isinstance(e, dict) and integer(e.get("step")) and e["step"] <= step for e in progress.history):
+        raise ValueError("its data position or evaluation history is not what a trainer writes")
+
+
 def rank_seed(seed: int, rank: int, step: int = 0) -> int:
     """The RNG seed of rank ``rank`` > 0 (dropout differs between ranks; rank 0 keeps ``seed``)."""
     return (seed * 1_000_003 + rank * 7_919 + step) % 2**63
@@ -131,11 +147,23 @@ class Trainer:
         ckpt.load_weights(self.model, tensors, path)
         trainer_path = self.folder.trainer_path(path)
         state, info = ckpt.load_tensors(trainer_path)
+        try:  # the checksum held, but the contents may still be wrong (edited, or a buggy writer)
+            self._restore(state, info, self.folder.step_of(path))
+        except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+            detail = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+            raise CheckpointError(f"{trainer_path}: damaged trainer state: {detail}") from None
+        self.events.message(f"resumed from {path} at step {self.progress.step}")
+
+    def _restore(self, state: dict[str, torch.Tensor], info: dict[str, Any], step: int) -> None:
+        """Optimizer, progress, RNG, scaler and data position from a trainer file of ``step``,
+        checked before anything a resumed run writes depends on them."""
+        progress = Progress(**info["progress"])
+        _check_progress(progress, step)
         ckpt.restore_optimizer(self.optimizer, state, info["optimizer"])
         for param_group in self.optimizer.param_groups:  # a resumed run may change these (api.train)
             param_group["betas"] = tuple(self.config.train.betas)
             param_group["weight_decay"] = self.config.train.weight_decay
-        self.progress = Progress(**info["progress"])
+        self.progress = progress
         rank = self.group.rank
         suffix = f".{rank}" if rank else ""
         if f"rng.cpu{suffix}" in state:
@@ -147,7 +175,6 @@ class Trainer:
         if info.get("scaler"):
             self.scaler.load_state_dict(info["scaler"])
         self.sampler.load_state_dict(self.progress.sampler)
-        self.events.message(f"resumed from {path} at step {self.progress.step}")
 
     def save(self, metrics: dict[str, float] | None = None) -> Path:
         """Write a checkpoint of this step; every rank calls it (RNG states and a weights checksum

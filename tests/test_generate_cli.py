@@ -56,6 +56,9 @@ def test_generate_arguments_stdin_and_input_file(translator):
     result = invoke("generate", run, input="a b c\n\nd e\n")  # an empty line gives an empty output
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ["c b a", "", "e d"]
+    result = invoke("generate", run, "--beam", "2", "--nbest", "2", input="a b\n\n")  # N lines each
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 4, result.output
+    assert result.stdout.splitlines()[2:] == ["", ""]
     (translator / "inputs.txt").write_text("a b c\nzz a\n")  # unknown words map to unk
     result = invoke("generate", run, "--input", translator / "inputs.txt", "--format", "jsonl")
     records = [json.loads(line) for line in result.stdout.splitlines()]

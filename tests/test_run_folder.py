@@ -316,3 +316,27 @@ def test_damaged_metrics_lines_are_skipped_and_a_metrics_folder_is_one_line(tmp_
     for args in (["plot", str(run)], ["train", config_file(tmp_path, steps=8), "--out", str(run)]):
         err = one_line_exit_2(CliRunner().invoke(cli, args))
         assert f"{run / 'metrics.jsonl'}: a folder, not seqkit's metrics file" in err
+
+
+@pytest.mark.parametrize("damage", [
+    lambda info: info["progress"].update(step=99),
+    lambda info: info["progress"].update(history=[{"step": 3, "eval": "valid", "loss": 1.0}, "x"]),
+    lambda info: info["progress"].update(best_value=float("nan")),
+    lambda info: info["progress"].pop("sampler"),
+    lambda info: info.pop("optimizer"),
+])
+def test_a_damaged_trainer_state_is_one_line_and_writes_nothing(tmp_path, damage):
+    """The checksum holds (an edited file, a buggy writer) but the contents are wrong: refused
+    before any repair of the run folder is written."""
+    run = tmp_path / "run"
+    seqkit.train(tiny(steps=4), out=run, test=False)
+    folder = RunFolder(run)
+    trainer = folder.trainer_path(folder.checkpoint_path(4))
+    state, info = ckpt.load_tensors(trainer)
+    damage(info)
+    ckpt.save_tensors(trainer, state, info)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".seqkit.lock"}
+    config = config_file(tmp_path, steps=8)
+    err = one_line_exit_2(CliRunner().invoke(cli, ["train", config, "--out", str(run)]))
+    assert f"{trainer}: damaged trainer state" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".seqkit.lock"} == before
