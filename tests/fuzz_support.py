@@ -315,7 +315,8 @@ def read_header(data: bytes) -> tuple[dict[str, Any], bytes]:
 def write_header(header: dict[str, Any], body: bytes) -> bytes:
     """Safetensors bytes from a (possibly edited) header and tensor bytes, padded as safetensors
     pads (to 8 bytes with spaces)."""
-    text = json.dumps(header, separators=(",", ":")).encode()
+    # a mutation may put in a value JSON cannot hold (a TOML date): a file can only hold its text
+    text = json.dumps(header, separators=(",", ":"), default=str).encode()
     text += b" " * (-len(text) % 8)
     return struct.pack("<Q", len(text)) + text + body
 
