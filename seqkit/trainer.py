@@ -144,6 +144,9 @@ class Trainer:
         """Continue from checkpoint ``path`` (on any number of processes: the data position counts
         global batches; a rank the checkpoint has no RNG state for gets a fresh seed)."""
         tensors, _ = ckpt.load_tensors(path)
+        if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+            raise CheckpointError(f"{path}: damaged checkpoint: weights hold a NaN or an infinity "
+                                  "(seqkit never saves those)")
         ckpt.load_weights(self.model, tensors, path)
         trainer_path = self.folder.trainer_path(path)
         state, info = ckpt.load_tensors(trainer_path)
@@ -159,6 +162,9 @@ class Trainer:
         checked before anything a resumed run writes depends on them."""
         progress = Progress(**info["progress"])
         _check_progress(progress, step)
+        for name, tensor in state.items():  # seqkit never saves a diverged state (see save)
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise ValueError(f"{name} holds a NaN or an infinity")
         ckpt.restore_optimizer(self.optimizer, state, info["optimizer"])
         for param_group in self.optimizer.param_groups:  # a resumed run may change these (api.train)
             param_group["betas"] = tuple(self.config.train.betas)
