@@ -54,8 +54,7 @@ def atomic_copy(source: Path, path: Path) -> None:
 
 def _atomic(path: Path, write) -> None:
     make_folder(path.parent)
-    if path.exists() and not path.is_file():  # a rename would replace a folder or a device node
-        kind = "a folder" if path.is_dir() else "not a regular file"
+    if (kind := not_a_file(path)) is not None:  # a rename would replace a folder or a device node
         raise StorageError(f"{path}: cannot write: {kind}")
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
