@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any
 
+from seqkit.errors import SeqkitError
+
 # top-level packages that are never a plugin's own code, even when a plugin registers one of their
 # callables as a factory (``register("x", object)``)
 _NOT_PLUGIN_CODE = {"seqkit", "torch", "numpy", "click", "pluggy", "builtins", "functools",
@@ -35,6 +37,25 @@ class Blame:
         """``plugin P, decoder 'y': Type: first line`` (or ``plugin P: Type: first line``)."""
         who = f"plugin {self.plugin}" + (f", {self.kind} {self.name!r}" if self.kind else "")
         return f"{who}: {exception_line(exc)}"
+
+
+def error_line(exc: BaseException, manager: Any) -> str:
+    """What the CLI prints after ``seqkit: error:`` for ``exc``: a SeqkitError's first line; the
+    machine running out of memory, said as such; a plugin's exception, naming the plugin; anything
+    else as an internal error. The last two point at --debug for the traceback."""
+    if isinstance(exc, SeqkitError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if _out_of_memory(exc):  # the machine's limit, not a bug: no blame
+        return f"out of memory: {exception_line(exc)[:300]}; use smaller sizes"
+    where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
+    return f"{where} (run with --debug for the traceback)"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, or an allocator's 'cannot allocate' RuntimeError."""
+    text = str(exc)
+    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
 def exception_line(exc: BaseException) -> str:

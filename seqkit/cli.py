@@ -70,33 +70,18 @@ class SeqkitGroup(click.Group):
             raise _usage_line(exc) from exc
         except (click.exceptions.Exit, click.Abort, click.ClickException):
             raise
-        except SeqkitError as exc:
+        except Exception as exc:  # seqkit's own errors, a plugin's, out of memory, a bug
             if ctx.params.get("debug"):
                 raise
-            raise CliError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
-        except Exception as exc:
-            if ctx.params.get("debug"):
-                raise
-            from seqkit.blame import describe, exception_line
+            from seqkit.blame import error_line
 
-            manager = (ctx.find_root().obj or {}).get("plugins")
-            if _out_of_memory(exc):  # the machine's limit, not a bug: say so, without blame
-                raise CliError(f"out of memory: {exception_line(exc)[:300]}; use smaller sizes") from exc
-            where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
-            raise CliError(f"{where} (run with --debug for the traceback)") from exc
+            raise CliError(error_line(exc, (ctx.find_root().obj or {}).get("plugins"))) from exc
 
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         try:  # the group's own options and the command name: `seqkit --bogus`, `seqkit nosuch`
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.UsageError as exc:
             raise _usage_line(exc) from exc
-
-
-def _out_of_memory(exc: BaseException) -> bool:
-    """MemoryError, torch's OutOfMemoryError, or an allocator's 'cannot allocate' RuntimeError."""
-    text = str(exc)
-    return isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or (
-        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
 
 
 def _usage_line(exc: click.UsageError) -> CliError:

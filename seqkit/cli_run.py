@@ -78,12 +78,9 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
         errors = os.environ.get(RANK_ERRORS)
         if not errors or not launched() or ctx.find_root().params.get("debug"):
             raise
-        if isinstance(exc, SeqkitError):
-            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        else:
-            from seqkit.blame import describe, exception_line
+        from seqkit.blame import error_line
 
-            text = describe(exc, plugin_manager(ctx)) or f"internal error: {exception_line(exc)}"
+        text = error_line(exc, plugin_manager(ctx))
         (Path(errors) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
         ctx.exit(2)
     except KeyboardInterrupt as exc:
