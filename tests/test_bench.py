@@ -12,10 +12,10 @@ import torch
 from click.testing import CliRunner
 
 from seqkit.bench import ROW_FIELDS, BenchSettings, build_seqkit, model_config, run_bench
-from seqkit.bench_cli import bench
-from seqkit.bench_flops import count_flops, mfu
-from seqkit.bench_raw import build_raw_model, copy_from_seqkit
-from seqkit.bench_steps import Batch
+from seqkit.cli.bench import bench
+from seqkit.bench.flops import count_flops, mfu
+from seqkit.bench.raw import build_raw_model, copy_from_seqkit
+from seqkit.bench.steps import Batch
 from seqkit.cli import SeqkitGroup
 from seqkit.model import count_parameters
 from seqkit.plugins import Registration, make_plugin_manager
@@ -112,7 +112,7 @@ def test_mixed_pair_and_token_budget(manager):
 
 
 def test_out_of_memory_at_one_size_is_that_rows_status(manager, monkeypatch):
-    import seqkit.bench as bench_module
+    import seqkit.bench.runner as bench_module
 
     real_train_step = bench_module.train_step
 

@@ -154,7 +154,7 @@ def test_an_error_in_the_processes_is_one_line_for_the_run(tmp_path, monkeypatch
     import torch.distributed.run as torchrun
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from seqkit import cli_run
+    from seqkit.cli import run as cli_run
 
     config = tmp_path / "tiny.toml"
     config.write_text(tomli_w.dumps(tiny()))

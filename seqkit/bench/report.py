@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from seqkit.bench import ROW_FIELDS, BenchResult, BenchRow
+from seqkit.bench.settings import ROW_FIELDS, BenchResult, BenchRow
 from seqkit.checkpoint import atomic_write
 
 COLUMNS = ("arch", "mode", "impl", "len", "batch", "tokens/s (min-max)", "ms/step (min-max)",

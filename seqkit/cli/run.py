@@ -1,10 +1,8 @@
-"""The verbs that train and evaluate: run, train, eval, average, plot."""
+"""`seqkit run` and `seqkit train`: train on a config, alone or in N processes (--nproc)."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import sys
 import tempfile
@@ -13,14 +11,13 @@ from pathlib import Path
 
 import click
 
+from seqkit.cli.options import set_option
 from seqkit.errors import SeqkitError
 
 # Set by `--nproc` for the processes it starts: a seqkit error is written to RANK_ERRORS/rank-R
 # instead of stderr, and the launcher prints one line for the run, not one per process.
 RANK_ERRORS = "SEQKIT_RANK_ERRORS"
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
-                          help="Override a config value; VALUE is TOML (bare words are strings).")
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                           help="Run folder (default: runs/<config name>); resumes if it holds a checkpoint.")
 restart_option = click.option("--restart", is_flag=True,
@@ -231,65 +228,3 @@ def train_command(ctx: click.Context, config: str, overrides, out, restart, npro
         return
     click.echo(f"run folder: {result.folder}  steps: {result.summary['step']}  "
                f"best step: {result.summary['best_step']}")
-
-
-@click.command("eval")
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("--split", default="test", show_default=True, help="Which split of the task's data.")
-@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
-              help="Evaluate on this file (in the task's format) instead of a configured split.")
-@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
-@click.pass_context
-def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, as_json: bool) -> None:
-    """Evaluate a run folder's best model (or a checkpoint file): loss, ppl, token_accuracy,
-    exact_match (a fraction), bleu, chrf, ... as the task defines them."""
-    from seqkit.api import load
-    from seqkit.cli import plugin_manager
-
-    model = load(run, manager=plugin_manager(ctx))  # a missing path is its one-line error
-    if data is not None:
-        if not data.exists():
-            raise SeqkitError(f"{data}: no such data file")
-        model.use_data(split, data)
-    metrics, _ = model.evaluate(split)
-    if as_json:
-        click.echo(json.dumps({key: _json_number(value) for key, value in metrics.items()},
-                              allow_nan=False))
-    else:
-        for key, value in metrics.items():
-            click.echo(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
-
-
-@click.command()
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the averaged checkpoint.")
-def average(checkpoints: tuple[Path, ...], output: Path) -> None:
-    """Average the weights of CHECKPOINTS (of one model) into OUTPUT."""
-    from seqkit.tools import average_checkpoints
-
-    click.echo(str(average_checkpoints(list(checkpoints), output)))
-
-
-def _json_number(value):
-    """A metric as JSON allows it: null for NaN and infinities (JSON has neither), floats rounded
-    to 12 significant digits (100.00000000000004 is 100.0: summation noise, not information)."""
-    if isinstance(value, float):
-        return float(f"{value:.12g}") if math.isfinite(value) else None
-    return value
-
-
-# Click's exists=True would answer a missing folder with four lines of usage text; the commands
-# check paths themselves and say what is missing in one line.
-@click.command()
-@click.argument("run", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="PNG file (default: RUN/curves.png).")
-def plot(run: Path, output: Path | None) -> None:
-    """Draw a run's training loss and evaluation metrics against steps to a PNG."""
-    from seqkit.tools import plot_run
-
-    click.echo(str(plot_run(run, output)))
-
-
-COMMANDS = [run, train_command, eval_command, average, plot]

@@ -1,4 +1,4 @@
-"""``seqkit bench``: the command line of seqkit.bench."""
+"""`seqkit bench`: the command line of seqkit.bench."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from seqkit.bench import DEFAULT_ARCHITECTURES, BenchSettings, run_bench
+from seqkit.bench.settings import DEFAULT_ARCHITECTURES, BenchSettings
 from seqkit.errors import ConfigError
 
 DEFAULTS = BenchSettings()
@@ -112,7 +112,8 @@ def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_t
       seqkit bench --arch lstm,transformer --lengths 32,128,512 --mode encode --plot chart.png
       seqkit bench --baseline raw --threads 2 --json bench.json
     """
-    from seqkit.bench_report import format_table, write_csv, write_json, write_plot
+    from seqkit.bench.report import format_table, write_csv, write_json, write_plot
+    from seqkit.bench.runner import run_bench
     from seqkit.cli import plugin_manager  # the invocation's manager: honours --disable-plugin
 
     settings = BenchSettings(

@@ -1,0 +1,23 @@
+"""The ``seqkit`` command line: one command per verb, plugins may add more.
+
+  group.py     the `seqkit` group: plugin commands, one-line errors (exit status 2), --debug
+  options.py   options several commands share
+  run.py       run, train (--nproc)        evaluate.py  eval
+  generate.py  generate, score             tools.py     average, plot
+  plugins.py   plugins, plugins check, backends
+  config.py    config check, config show   bench.py     bench
+
+Every module here imports only click and seqkit's light modules at import time; torch is imported
+inside the commands that need it, so `seqkit --help` answers at once.
+"""
+
+from __future__ import annotations
+
+from seqkit.cli import bench, config, evaluate, generate, plugins, run, tools
+from seqkit.cli.group import CliError, SeqkitGroup, cli, main, plugin_manager
+
+for _command in (run.run, run.train_command, evaluate.eval_command, generate.generate, generate.score,
+                 tools.average, tools.plot, plugins.plugins, plugins.backends, config.config, bench.bench):
+    cli.add_command(_command)
+
+__all__ = ["CliError", "SeqkitGroup", "cli", "main", "plugin_manager"]

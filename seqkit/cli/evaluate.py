@@ -1,0 +1,46 @@
+"""`seqkit eval`: a run's metrics on a split or a data file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from seqkit.errors import SeqkitError
+
+
+@click.command("eval")
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--split", default="test", show_default=True, help="Which split of the task's data.")
+@click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
+              help="Evaluate on this file (in the task's format) instead of a configured split.")
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.pass_context
+def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, as_json: bool) -> None:
+    """Evaluate a run folder's best model (or a checkpoint file): loss, ppl, token_accuracy,
+    exact_match (a fraction), bleu, chrf, ... as the task defines them."""
+    from seqkit.api import load
+    from seqkit.cli import plugin_manager
+
+    model = load(run, manager=plugin_manager(ctx))  # a missing path is its one-line error
+    if data is not None:
+        if not data.exists():
+            raise SeqkitError(f"{data}: no such data file")
+        model.use_data(split, data)
+    metrics, _ = model.evaluate(split)
+    if as_json:
+        click.echo(json.dumps({key: _json_number(value) for key, value in metrics.items()},
+                              allow_nan=False))
+    else:
+        for key, value in metrics.items():
+            click.echo(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
+
+
+def _json_number(value):
+    """A metric as JSON allows it: null for NaN and infinities (JSON has neither), floats rounded
+    to 12 significant digits (100.00000000000004 is 100.0: summation noise, not information)."""
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else None
+    return value
