@@ -9,6 +9,8 @@ registered. Every error names the key path, with file:line where the key is in a
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import re
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from seqkit.convert import (
     convert_dataclass,
     did_you_mean,
     field_types,
+    format_path,
     to_toml_data,
 )
 from seqkit.errors import ConfigError, RegistryError
@@ -32,6 +35,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -155,11 +160,13 @@ def load_config(
         # any working directory, as `seqkit eval runs/x` from elsewhere needs
         origin, base = str(source), Path(source).resolve().parent
         text, data = read_toml(Path(source))
+    given_names = component_names(data)
     set_paths = apply_overrides(data, overrides)
     manager = manager or make_plugin_manager()
     token = BASE_DIR.set(base)
     try:
-        config = convert_dataclass(data, RunConfig, (), _component_resolver(manager))
+        resolver = _component_resolver(manager, given_names, set_paths)
+        config = convert_dataclass(data, RunConfig, (), resolver)
     except KeyPathError as exc:
         raise ConfigError(_where(exc.path, origin, text, set_paths) + str(exc)) from None
     finally:
@@ -262,7 +269,53 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
-def _component_resolver(manager: PluginManager):
+def component_paths(cls: type = RunConfig, prefix: tuple = ()) -> list[tuple[str, ...]]:
+    """Key paths of the plugin component tables of a config dataclass: task, model.encoder, ..."""
+    paths = []
+    for f in dataclasses.fields(cls):
+        tp = field_types(cls).get(f.name)
+        if "component" in f.metadata:
+            paths.append((*prefix, f.name))
+        elif dataclasses.is_dataclass(tp):
+            paths.extend(component_paths(tp, (*prefix, f.name)))
+    return paths
+
+
+def component_names(data: dict[str, Any]) -> dict[tuple, str]:
+    """The component name each component table of ``data`` gives, by key path."""
+    names = {}
+    for path in component_paths():
+        table: Any = data
+        for key in path:
+            table = table.get(key) if isinstance(table, dict) else None
+        if isinstance(table, dict) and isinstance(table.get("name"), str):
+            names[path] = table["name"]
+    return names
+
+
+def _typed(path: tuple, set_paths: set[tuple]) -> bool:
+    """Whether an override gave the key at ``path`` (or a table above it)."""
+    return any(path[: len(set_path)] == set_path for set_path in set_paths)
+
+
+def _drop_options_of(previous: str, name: str, options: dict[str, Any], taken: set[str],
+                     path: tuple, set_paths: set[tuple]) -> dict[str, Any]:
+    """``options`` less those the config gave for component ``previous`` that ``name`` does not
+    take, when an override changed the name: `--set model.encoder.name=lstm` on a Transformer's
+    table keeps layers and dropout and drops heads (with a note). What the user typed with
+    --set is never dropped: the new component must take it."""
+    dropped = [k for k in options if k not in taken and not _typed((*path, k), set_paths)]
+    if dropped:
+        log.warning("%s.name=%s: dropped %s.%s (options of %s)", format_path(path), name,
+                    format_path(path), ", ".join(dropped), previous)
+    return {k: v for k, v in options.items() if k not in dropped}
+
+
+def _component_resolver(manager: PluginManager, given_names: dict[tuple, str] | None = None,
+                        set_paths: set[tuple] = frozenset()):
+    """Builds components; ``given_names`` are the names the config gave before overrides."""
+    given_names = given_names or {}
+
     def resolve(table: Any, kind: str, path: tuple) -> Component:
         if not isinstance(table, dict):
             raise KeyPathError(path, f"expected a table with name = \"<{kind}>\"")
@@ -276,6 +329,10 @@ def _component_resolver(manager: PluginManager):
             hint = did_you_mean(name, manager.names(kind))
             raise KeyPathError((*path, "name"), f"{exc}{hint}") from None
         options = {k: v for k, v in table.items() if k != "name"}
+        previous = given_names.get(path)
+        if previous is not None and previous != name:
+            taken = set(field_types(registration.config_class)) if registration.config_class else set()
+            options = _drop_options_of(previous, name, options, taken, path, set_paths)
         if registration.config_class is None:
             if options:
                 key = next(iter(options))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from seqkit import ConfigError
+from seqkit.cli import cli
 from seqkit.config import RunConfig, config_to_toml, load_config, locate
 from seqkit.plugins import make_plugin_manager
 
@@ -139,24 +142,104 @@ def test_override_errors_say_they_come_from_set(tmp_path, manager):
     assert "seed is not a table" in error_of(path, ["seed=1", "seed.x=2"], manager=manager)
 
 
-def test_options_of_another_component_are_rejected(tmp_path, install_plugin, toy_encoder_plugin):
-    install_plugin("""
-        from dataclasses import dataclass
-        from seqkit import hookimpl
+OTHER_ENCODER_PLUGIN = """
+    from dataclasses import dataclass
+    from seqkit import ConfigError, hookimpl
 
-        @dataclass
-        class Other:
-            width: int = 1
+    @dataclass
+    class Other:
+        width: int = 1
+        layers: int = 1
 
-        @hookimpl
-        def register_encoders(register):
-            register("other", lambda config, d_model: None, Other)
-    """)
-    manager = make_plugin_manager()
+        def __post_init__(self):
+            if self.layers > 5:
+                raise ConfigError(f"at most 5, got {self.layers}", key="layers")
+
+    @hookimpl
+    def register_encoders(register):
+        register("other", lambda config, d_model: None, Other)
+"""
+
+
+@pytest.fixture
+def two_encoders(install_plugin, toy_encoder_plugin):
+    """Encoders 'toy' (layers, kind) and 'other' (width, layers)."""
+    install_plugin(OTHER_ENCODER_PLUGIN)
+    return make_plugin_manager()
+
+
+def test_a_changed_component_name_drops_the_file_options_of_the_old_one(tmp_path, two_encoders,
+                                                                         caplog):
+    path = write(tmp_path, "[model.encoder]\nname = 'other'\nwidth = 4\nlayers = 3\n")
+    assert load_config(path, manager=two_encoders).model.encoder.options.width == 4
+    with caplog.at_level("WARNING", logger="seqkit.config"):
+        config = load_config(path, ["model.encoder.name=toy"], manager=two_encoders)
+    assert config.model.encoder.name == "toy"
+    assert config.model.encoder.options.layers == 3  # an option 'toy' takes too stays
+    assert [r.getMessage() for r in caplog.records] == [
+        "model.encoder.name=toy: dropped model.encoder.width (options of other)"]
+
+
+def test_options_kept_across_a_name_change_are_still_validated(tmp_path, two_encoders):
+    path = write(tmp_path, "[model.encoder]\nname = 'toy'\nkind = 'x'\nlayers = 9\n")
+    assert error_of(path, ["model.encoder.name=other"], manager=two_encoders) == (
+        f"{path}:4: model.encoder.layers: at most 5, got 9")
+
+
+def test_options_typed_beside_the_new_name_are_not_dropped(tmp_path, two_encoders):
     path = write(tmp_path, "[model.encoder]\nname = 'other'\nwidth = 4\n")
-    assert load_config(path, manager=manager).model.encoder.options.width == 4
-    assert error_of(path, ["model.encoder.name=toy"], manager=manager) == (
-        f"{path}:3: model.encoder.width: unknown key; valid keys: kind, layers")
+    for overrides in (["model.encoder.name=toy", "model.encoder.width=2"],
+                      ["model.encoder.width=2", "model.encoder.name=toy"]):
+        assert error_of(path, overrides, manager=two_encoders) == (
+            "--set model.encoder.width: unknown key; valid keys: kind, layers")
+    # the whole table given at once is all the user's
+    assert error_of(path, ["model.encoder={name = 'toy', width = 2}"], manager=two_encoders) == (
+        "--set model.encoder.width: unknown key; valid keys: kind, layers")
+    # the same name again changes nothing: its options stay and are checked
+    assert load_config(path, ["model.encoder.name=other"], manager=two_encoders
+                       ).model.encoder.options.width == 4
+
+
+def test_a_name_change_in_a_dict_config_drops_the_old_options_too(two_encoders, caplog):
+    data = {"model": {"encoder": {"name": "other", "width": 4, "layers": 2}}}
+    with caplog.at_level("WARNING", logger="seqkit.config"):
+        config = load_config(data, ["model.encoder.name=toy"], manager=two_encoders)
+    assert config.model.encoder.options.layers == 2
+    assert "dropped model.encoder.width (options of other)" in caplog.text
+    assert data["model"]["encoder"]["width"] == 4  # the caller's dict is left alone
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "translate.toml"
+
+
+@pytest.mark.parametrize("part", ["encoder", "decoder"])
+def test_the_readme_set_example_works_on_the_shipped_config(part, caplog):
+    with caplog.at_level("WARNING", logger="seqkit.config"):
+        config = load_config(EXAMPLE, [f"model.{part}.name=lstm"])
+    component = getattr(config.model, part)
+    assert component.name == "lstm"
+    assert component.options.layers == 2 and component.options.dropout == 0.1  # kept from the file
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model.{part}.name=lstm: dropped model.{part}.heads, ffn_size (options of transformer)"]
+    message = error_of(EXAMPLE, [f"model.{part}.name=lstm", f"model.{part}.heads=2"])
+    assert message.startswith(f"--set model.{part}.heads: unknown key; valid keys: ")
+
+
+def test_a_changed_task_name_drops_the_options_of_the_old_task(caplog):
+    with caplog.at_level("WARNING", logger="seqkit.config"):
+        config = load_config(EXAMPLE, ["task.name=reverse", "task.max_len=5"])
+    assert config.task.name == "reverse" and config.task.options.max_len == 5
+    assert [r.getMessage() for r in caplog.records] == [
+        "task.name=reverse: dropped task.train, valid, test, format, tokenizer, vocab_size "
+        "(options of translation)"]
+
+
+def test_the_readme_set_example_passes_config_check(caplog):
+    with caplog.at_level("WARNING", logger="seqkit.config"):
+        result = CliRunner().invoke(cli, ["config", "check", str(EXAMPLE), "--set",
+                                          "model.encoder.name=lstm"])
+    assert result.exit_code == 0, result.output
+    assert "dropped model.encoder.heads, ffn_size (options of transformer)" in caplog.text
 
 
 def test_show_round_trips(tmp_path, manager):
