@@ -1,5 +1,8 @@
 """Every hook a seqkit plugin can implement. A plugin is a module with @seqkit.hookimpl functions,
-named in the ``seqkit`` entry-point group; it may accept fewer arguments than the spec names."""
+named in the ``seqkit`` entry-point group; it may accept fewer arguments than the spec names.
+
+A ``factory`` may be given as the string ``"module:attribute"``: it is imported when first used, so
+``seqkit --help`` and ``seqkit plugins`` list the plugin without importing torch."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ bare name becomes ambiguous (looking it up is an error naming both), and ``<plug
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.metadata
 import logging
 import os
@@ -56,11 +57,28 @@ class Registration:
 
     kind: str
     name: str
-    factory: Callable[..., Any]
+    target: Callable[..., Any] | str  # the factory, or "module:attribute" naming it
     config_class: type | None
     plugin: str
     distribution: str | None
     version: str | None
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        """The factory, imported on first use when the plugin named it as "module:attribute": listing
+        plugins and their commands then imports none of the plugin's heavy modules (torch)."""
+        if isinstance(self.target, str):
+            module, _, attribute = self.target.partition(":")
+            try:
+                factory = getattr(importlib.import_module(module), attribute)
+            except Exception as exc:  # an import error or a missing name is the plugin's bug
+                raise PluginError(f"plugin {self.plugin}: {self.kind} {self.name!r}: cannot import its "
+                                  f"factory {self.target}: {type(exc).__name__}: {exc}") from exc
+            if not callable(factory):
+                raise PluginError(f"plugin {self.plugin}: {self.kind} {self.name!r}: {self.target} is "
+                                  "not callable")
+            object.__setattr__(self, "target", factory)
+        return self.target
 
     def provenance(self) -> str:
         """e.g. "seqkit_recurrent (seqkit 0.1.0)"."""
@@ -288,7 +306,11 @@ class PluginManager:
 def _check_registration(kind: str, name: Any, factory: Any, config_class: Any) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
         raise PluginError(f"{kind} name must be a non-empty identifier, got {name!r}")
-    if not callable(factory):
+    if isinstance(factory, str):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", factory):
+            raise PluginError(f"{kind} {name!r}: a factory named by a string must read "
+                              f"'module:attribute', got {factory!r}")
+    elif not callable(factory):
         raise PluginError(f"{kind} {name!r}: factory is not callable")
     if config_class is not None and not dataclasses.is_dataclass(config_class):
         raise PluginError(f"{kind} {name!r}: config_class must be a dataclass")

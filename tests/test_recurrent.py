@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import pluggy
 import pytest
 import torch
 
 import seqkit_recurrent
-from seqkit import hookspecs
+from seqkit import make_plugin_manager
 from seqkit.errors import ConfigError
 from seqkit.interfaces import Decoder, Encoder, EncoderOutput, iter_tensors
 
@@ -25,14 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _registered() -> tuple[dict, dict]:
-    """What the plugin registers, through a real plugin manager (hookimpl markers included)."""
-    manager = pluggy.PluginManager("seqkit")
-    manager.add_hookspecs(hookspecs)
-    manager.register(seqkit_recurrent)
-    encoders, decoders = {}, {}
-    manager.hook.register_encoders(register=lambda name, *entry: encoders.setdefault(name, entry))
-    manager.hook.register_decoders(register=lambda name, *entry: decoders.setdefault(name, entry))
-    return encoders, decoders
+    """What the plugin registers, through a real plugin manager: {name: (factory, config_class)}."""
+    manager = make_plugin_manager(entry_points=False, plugins=[("seqkit_recurrent", seqkit_recurrent)])
+    return tuple({name: (manager.get(kind, name).factory, manager.get(kind, name).config_class)
+                  for name in manager.names(kind)} for kind in ("encoder", "decoder"))
 
 
 ENCODERS, DECODERS = _registered()

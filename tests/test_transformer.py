@@ -6,12 +6,11 @@ import math
 import types
 import typing
 
-import pluggy
 import pytest
 import torch
 
-import seqkit.hookspecs
 import seqkit_transformer
+from seqkit import make_plugin_manager
 from seqkit.errors import ConfigError
 from seqkit.interfaces import EncoderOutput
 from seqkit_transformer.attention import CrossAttention, SelfAttention
@@ -353,13 +352,9 @@ def test_config_fields_have_defaults_and_simple_types(config_class):
 
 
 def test_hooks_register_transformer():
-    pm = pluggy.PluginManager("seqkit")
-    pm.add_hookspecs(seqkit.hookspecs)
-    pm.register(seqkit_transformer)
-    registered = {}
-    pm.hook.register_encoders(register=lambda *a: registered.setdefault("encoder", a))
-    pm.hook.register_decoders(register=lambda *a: registered.setdefault("decoder", a))
-    assert registered["encoder"] == ("transformer", TransformerEncoder, TransformerEncoderConfig)
-    assert registered["decoder"] == ("transformer", TransformerDecoder, TransformerDecoderConfig)
-    decoder = registered["decoder"][1](TransformerDecoderConfig(layers=1, heads=2), 8)
+    manager = make_plugin_manager(entry_points=False, plugins=[("seqkit_transformer", seqkit_transformer)])
+    encoder, decoder = manager.get("encoder", "transformer"), manager.get("decoder", "transformer")
+    assert (encoder.factory, encoder.config_class) == (TransformerEncoder, TransformerEncoderConfig)
+    assert (decoder.factory, decoder.config_class) == (TransformerDecoder, TransformerDecoderConfig)
+    decoder = decoder.factory(TransformerDecoderConfig(layers=1, heads=2), 8)
     assert decoder.d_model == 8 and len(decoder.layers) == 1

@@ -5,8 +5,6 @@ Bahdanau (additive) attention and a bridge from the encoder's final state. See e
 decoder.py; the config fields are in config.py.
 """
 
-from functools import partial
-
 from seqkit import hookimpl
 
 from .config import (
@@ -15,21 +13,19 @@ from .config import (
     RNNDecoderConfig,
     RNNEncoderConfig,
 )
-from .decoder import build_decoder
-from .encoder import build_encoder
 
 
 @hookimpl
 def register_encoders(register):
     """rnn, lstm and gru encoders."""
-    register("rnn", partial(build_encoder, "rnn"), RNNEncoderConfig)  # Elman, tanh or relu
-    register("lstm", partial(build_encoder, "lstm"), RecurrentEncoderConfig)  # state is (h, c)
-    register("gru", partial(build_encoder, "gru"), RecurrentEncoderConfig)
+    register("rnn", "seqkit_recurrent.encoder:rnn", RNNEncoderConfig)  # Elman, tanh or relu
+    register("lstm", "seqkit_recurrent.encoder:lstm", RecurrentEncoderConfig)  # state is (h, c)
+    register("gru", "seqkit_recurrent.encoder:gru", RecurrentEncoderConfig)
 
 
 @hookimpl
 def register_decoders(register):
     """rnn, lstm and gru decoders."""
-    register("rnn", partial(build_decoder, "rnn"), RNNDecoderConfig)
-    register("lstm", partial(build_decoder, "lstm"), RecurrentDecoderConfig)
-    register("gru", partial(build_decoder, "gru"), RecurrentDecoderConfig)
+    register("rnn", "seqkit_recurrent.decoder:rnn", RNNDecoderConfig)
+    register("lstm", "seqkit_recurrent.decoder:lstm", RecurrentDecoderConfig)
+    register("gru", "seqkit_recurrent.decoder:gru", RecurrentDecoderConfig)

@@ -14,6 +14,8 @@ Memory and mask are read from ``enc`` at each call.
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
@@ -210,3 +212,10 @@ def build_decoder(cell: str, config: RecurrentDecoderConfig, d_model: int) -> Re
         bridge=config.bridge,
         nonlinearity=config.nonlinearity if isinstance(config, RNNDecoderConfig) else "tanh",
     )
+
+
+# The registered factories, one per cell; seqkit_recurrent/__init__.py names them as
+# "seqkit_recurrent.decoder:lstm" so that listing plugins does not import torch.
+rnn = partial(build_decoder, "rnn")  # Elman, tanh or relu
+lstm = partial(build_decoder, "lstm")
+gru = partial(build_decoder, "gru")

@@ -3,6 +3,8 @@ so padding never reaches a real position's output, in either direction."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -129,3 +131,10 @@ def build_encoder(cell: str, config: RecurrentEncoderConfig, d_model: int) -> Re
         bidirectional=config.bidirectional,
         nonlinearity=config.nonlinearity if isinstance(config, RNNEncoderConfig) else "tanh",
     )
+
+
+# The registered factories, one per cell; seqkit_recurrent/__init__.py names them as
+# "seqkit_recurrent.encoder:lstm" so that listing plugins does not import torch.
+rnn = partial(build_encoder, "rnn")  # Elman, tanh or relu
+lstm = partial(build_encoder, "lstm")  # state is (h, c)
+gru = partial(build_encoder, "gru")

@@ -2,15 +2,13 @@
 
 from seqkit import hookimpl
 from seqkit_transformer.config import TransformerDecoderConfig, TransformerEncoderConfig
-from seqkit_transformer.decoder import TransformerDecoder
-from seqkit_transformer.encoder import TransformerEncoder
 
 
 @hookimpl
 def register_encoders(register):
-    register("transformer", TransformerEncoder, TransformerEncoderConfig)
+    register("transformer", "seqkit_transformer.encoder:TransformerEncoder", TransformerEncoderConfig)
 
 
 @hookimpl
 def register_decoders(register):
-    register("transformer", TransformerDecoder, TransformerDecoderConfig)
+    register("transformer", "seqkit_transformer.decoder:TransformerDecoder", TransformerDecoderConfig)
