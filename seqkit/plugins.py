@@ -15,8 +15,10 @@ bare name becomes ambiguous (looking it up is an error naming both), and ``<plug
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.metadata
+import inspect
 import logging
 import os
 import re
@@ -45,6 +47,8 @@ HOOK_KINDS = {
     "register_backends": "backend",
     "register_commands": "command",
 }
+# hook name -> the arguments seqkit passes it (a hook may take fewer)
+HOOK_ARGUMENTS = {hook: ("cli",) if kind == "command" else ("register",) for hook, kind in HOOK_KINDS.items()}
 # Distribution of seqkit itself: its built-in plugins load first, and a third-party plugin that
 # registers a built-in name is broken (whatever it is called), so built-in names never change meaning.
 CORE_DISTRIBUTION = "seqkit"
@@ -214,6 +218,9 @@ class PluginManager:
             module=module.__name__ if isinstance(module, ModuleType) else type(module).__module__,
         )
         self.plugins[name] = info
+        problem = self._hook_problem(module, name)
+        if problem is not None:
+            return self._fail(info, problem)
         try:
             self.hooks.register(module, name=name)
             self.hooks.check_pending()
@@ -229,9 +236,6 @@ class PluginManager:
         except PluginError as exc:  # what the plugin registered is invalid: seqkit's own words
             self.hooks.unregister(module)
             return self._fail(info, str(exc))
-        except Exception as exc:
-            self.hooks.unregister(module)
-            return self._fail(info, f"{type(exc).__name__} in hook: {exc}")
         clashes = []  # (new registration, one already loaded with its name)
         for reg in staged:  # conflicts first, so a plugin is wholly in or wholly out
             for other in self._registry[reg.kind].get(reg.name, []):
@@ -270,7 +274,7 @@ class PluginManager:
             caller = self.hooks.subset_hook_caller(hook_name, remove_plugins=others)
             if kind == "command":
                 group = click.Group()
-                caller(cli=group)
+                _call(hook_name, caller, cli=group)
                 for cmd_name, command in group.commands.items():
                     staged.append(self._registration(kind, cmd_name, command, None, info))
                 continue
@@ -281,13 +285,41 @@ class PluginManager:
                 _check_defaults(_kind, name, config_class)
                 staged.append(self._registration(_kind, name, factory, config_class, info))
 
-            caller(register=register)
+            _call(hook_name, caller, register=register)
         names = [(r.kind, r.name) for r in staged]
         dupes = {n for n in names if names.count(n) > 1}
         if dupes:
             kind, name = sorted(dupes)[0]
             raise PluginError(f"registers {kind} {name!r} twice")
         return staged
+
+    def _hook_problem(self, module: object, name: str) -> str | None:
+        """One line on what is wrong with the plugin's hook functions before pluggy sees them (its
+        own errors span lines and suggest nothing): a hook name seqkit does not define, or
+        arguments a hook does not offer. None when every hook is fine."""
+        for attribute in sorted(dir(module)):
+            try:
+                options = self.hooks.parse_hookimpl_opts(module, attribute)
+            except Exception:  # an attribute that cannot even be read: pluggy will say so
+                continue
+            if options is None:
+                continue
+            hook = options.get("specname") or attribute
+            if hook not in HOOK_KINDS:
+                close = difflib.get_close_matches(hook, list(HOOK_KINDS), n=1, cutoff=0.6)
+                hint = f"did you mean {close[0]}?" if close else f"seqkit's hooks: {', '.join(HOOK_KINDS)}"
+                return f"unknown hook {hook}; {hint}"
+            offered = HOOK_ARGUMENTS[hook]
+            try:
+                parameters = inspect.signature(getattr(module, attribute)).parameters
+            except (TypeError, ValueError):
+                continue
+            extra = [p for p in parameters if p not in offered and p != "self"]
+            if extra:
+                names = ", ".join(repr(p) for p in extra)
+                return (f"hook {hook} takes argument{'s' if len(extra) > 1 else ''} {names}, which "
+                        f"seqkit does not offer; it offers: {', '.join(offered)}")
+        return None
 
     @staticmethod
     def _registration(kind, name, factory, config_class, info: PluginInfo) -> Registration:
@@ -301,6 +333,17 @@ class PluginManager:
         if self.strict:
             raise PluginError(f"plugin {info.name}: {info.error}")
         return info
+
+
+def _call(hook: str, caller: Callable, **arguments: Any) -> None:
+    """Call one of a plugin's hooks; whatever it raises becomes a PluginError naming the hook."""
+    try:
+        caller(**arguments)
+    except PluginError:  # seqkit's check of what was registered: it names the kind and name
+        raise
+    except Exception as exc:
+        text = (str(exc).splitlines() or [""])[0]
+        raise PluginError(f"hook {hook} raised {type(exc).__name__}" + (f": {text}" if text else "")) from exc
 
 
 def _check_registration(kind: str, name: Any, factory: Any, config_class: Any) -> None:

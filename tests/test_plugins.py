@@ -65,7 +65,7 @@ def test_third_party_plugin_is_discovered_with_distribution_and_version(toy_enco
     ("source", "expected"),
     [
         (IMPORT_ERROR, "cannot import"),
-        (RAISING, "RuntimeError in hook: boom in hook"),
+        (RAISING, "hook register_encoders raised RuntimeError: boom in hook"),
         (MISSPELLED, "register_encoder"),
         (DUPLICATE_BACKEND, "duplicate backend 'cpu'"),
     ],
