@@ -18,17 +18,19 @@ from seqkit.blame import exception_line
 from seqkit.config import RunConfig, load_config
 from seqkit.contracts import check_task_state
 from seqkit.data import encode_split
-from seqkit.distributed import process_group
+from seqkit.distributed import launched_rank, process_group
 from seqkit.errors import CheckpointError, ConfigError, PluginCodeError, SeqkitError
 from seqkit.evaluate import evaluate
+from seqkit.events import Events
 from seqkit.generate import SearchConfig
 from seqkit.inference import AttentionMap, Generation, attention_map, score_texts, search
 from seqkit.interfaces import DTYPES, Task
 from seqkit.model import SeqModel, build_model
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
+from seqkit.progress import ConsoleProgress, is_terminal
 from seqkit.run_folder import RunFolder, RunFolderError, config_changes
-from seqkit.trainer import Events, Trainer
+from seqkit.trainer import Trainer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -80,21 +82,32 @@ class RunResult:
 
 def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = None,
           overrides: list[str] | tuple[str, ...] = (), events: Events | None = None,
-          manager: PluginManager | None = None, test: bool = True, samples: int = 5,
-          restart: bool = False, **kwargs: Any) -> RunResult:
+          progress: bool | Any | None = None, manager: PluginManager | None = None, test: bool = True,
+          samples: int = 5, restart: bool = False, **kwargs: Any) -> RunResult:
     """Train (or resume, when ``out`` holds a checkpoint), then evaluate the best model on the test
     split and decode a few samples. ``out`` defaults to runs/<config file name>. Under torchrun
     every process calls this; they train together, and rank 0 alone writes the run folder and
     evaluates on the test split (the others return an empty ``test``).
+
+    ``progress`` shows what the run does: None (the default) writes a
+    :class:`~seqkit.progress.ConsoleProgress` to standard error when it is a terminal and nothing
+    otherwise; True always, False never; or pass your own reporter (a ConsoleProgress on another
+    stream, an :class:`~seqkit.events.Events`). ``events`` is an Events (or any object with some
+    of the methods step, evaluated, message, started, phase) that gets every event as well: the
+    header's :class:`~seqkit.events.RunInfo`, each step (step, total, loss, tokens/s, lr), each
+    evaluation's metrics, and the start and duration of each long phase. Under torchrun only
+    rank 0 reports.
 
     A run folder is written by one process at a time (a second gets a RunFolderError). Resuming
     with a changed model, task, data or seed is an error naming the keys; changed ``train.*`` keys
     (more steps, another learning rate) apply from the resumed step on and are noted in config.toml
     (a comment line each, above the config in force). A folder with an earlier run but no readable
     checkpoint is an error unless ``restart=True``, which removes that run's files and starts over."""
+    events = _reporters(events, progress)
     manager = manager or make_plugin_manager()
     resolved = resolve_config(config, overrides, kwargs, manager)
-    check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
+    with events.timed("checking the config"):
+        check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
     if out is None:
         stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
         out = Path("runs") / stem
@@ -102,7 +115,6 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         raise RunFolderError("--out: empty path (an unset shell variable?); name the run folder")
     folder = RunFolder(Path(out))
     task = build_task(resolved, manager)
-    events = events or Events()
     # under torchrun: one process of several, joined over the backend's torch.distributed backend
     with process_group(get_backend(resolved.backend, manager)) as group, \
             folder.lock() if group.is_main else contextlib.nullcontext():
@@ -111,7 +123,8 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
             task.load_state_dict(meta["task_state"])
         else:
             if group.is_main:
-                task.fit(task.examples("train"))
+                with events.timed("task.fit on train (vocabularies, tokenizers)"):
+                    task.fit(task.examples("train"))
                 check_task_state(task, manager)  # a state that cannot be saved fails now, not at step 1
             state = group.broadcast_json(task.state_dict() if group.is_main else None)
             if not group.is_main:  # one vocabulary for all ranks, whatever fit() would do on each
@@ -135,9 +148,36 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         summary = trainer.train()
     result = RunResult(folder.root, summary)
     if test and group.is_main and "test" in task.splits():
-        model = load(folder.root, manager=manager)
-        result.test, result.samples = model.evaluate("test", samples=samples)
+        with events.timed("loading the best model"):
+            model = load(folder.root, manager=manager)
+        result.test, result.samples = model.evaluate("test", samples=samples, events=events)
     return result
+
+
+def _reporters(events: Any, progress: Any) -> Events:
+    """One Events for the user's ``events`` and the ``progress`` display asked for (silent on
+    every rank but 0)."""
+    for name, value in (("events", events), ("progress", progress)):
+        if value is not None and not isinstance(value, bool) and not _reports(value):
+            raise ConfigError(f"{name}: must be an Events or an object with some of the methods "
+                              f"{', '.join(EVENT_NAMES)}; got {type(value).__name__}")
+    if isinstance(events, bool):
+        raise ConfigError("events: must be an Events or a reporter object, got a bool (progress=True "
+                          "shows progress on the terminal)")
+    if launched_rank() != 0:  # under torchrun rank 0 alone reports
+        return Events()
+    if progress is None:
+        progress = is_terminal(sys.stderr)
+    if progress is True:
+        progress = ConsoleProgress()
+    return Events.of(events, progress or None)
+
+
+EVENT_NAMES = ("step", "evaluated", "message", "started", "phase")
+
+
+def _reports(value: Any) -> bool:
+    return isinstance(value, Events) or any(callable(getattr(value, n, None)) for n in EVENT_NAMES)
 
 
 def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, group, restart: bool,
@@ -239,12 +279,17 @@ class Model:
         self.task = build_task(self.config, self.manager)
         self.task.load_state_dict(state)
 
-    def evaluate(self, split: str = "test", samples: int = 0) -> tuple[dict[str, float], list[dict]]:
-        """Metrics on a split of the task's data, and the first ``samples`` predictions."""
-        encoded = encode_split(self.task, split, self.config.data)
-        metrics, predictions = evaluate(self.model, self.task, encoded, device=self.device,
-                                        batch_tokens=self.config.data.batch_tokens,
-                                        max_len=self.config.data.max_target_len)
+    def evaluate(self, split: str = "test", samples: int = 0,
+                 events: Events | None = None) -> tuple[dict[str, float], list[dict]]:
+        """Metrics on a split of the task's data, and the first ``samples`` predictions.
+        ``events`` hears of its two phases (encoding the split, evaluating and decoding it)."""
+        events = Events.of(events)
+        with events.timed(f"encoding {split}"):
+            encoded = encode_split(self.task, split, self.config.data)
+        with events.timed(f"evaluating on {split} (loss, decoding {len(encoded):,} examples)"):
+            metrics, predictions = evaluate(self.model, self.task, encoded, device=self.device,
+                                            batch_tokens=self.config.data.batch_tokens,
+                                            max_len=self.config.data.max_target_len)
         metrics = {**metrics, "examples": len(encoded), **{k: v for k, v in encoded.stats.items()
                                                           if k in ("dropped", "truncated") and v}}
         shown = [{"source": encoded.examples[i].source, "reference": encoded.examples[i].target,

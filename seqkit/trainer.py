@@ -24,7 +24,6 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split, step_batc
 from seqkit.distributed import Group, data_parallel
 from seqkit.errors import CheckpointError, SeqkitError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
+from seqkit.events import Events, RunInfo
 from seqkit.interfaces import Task
 from seqkit.interrupts import DeferredSignals, Interrupted
 from seqkit.model import SeqModel, build_model, count_parameters
@@ -62,16 +62,6 @@ def learning_rate(config, step: int) -> float:
         return t.lr * math.sqrt(max(t.warmup_steps, 1) / step)
     progress = (step - t.warmup_steps) / max(t.steps - t.warmup_steps, 1)
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-
-@dataclass
-class Events:
-    """Callbacks for a user interface; library code never prints. ``step`` gets
-    (step, total, loss, tokens per second); ``evaluated`` gets (step, metrics)."""
-
-    step: Callable[[int, int, float, float], None] = lambda *args: None
-    evaluated: Callable[[int, dict[str, float]], None] = lambda *args: None
-    message: Callable[[str], None] = lambda text: None
 
 
 @dataclass
@@ -113,7 +103,7 @@ class Trainer:
         self.backend = get_backend(config.backend, manager)
         self.group = group or Group(device=self.backend.device())
         self.config, self.folder, self.task = config, folder, task
-        self.events = (events or Events()) if self.group.is_main else Events()  # rank 0 alone reports
+        self.events = Events.of(events) if self.group.is_main else Events()  # rank 0 alone reports
         self.precision = resolve_precision(self.backend, config.precision)
         self.device = self.group.device
         self.manager = manager
@@ -129,14 +119,16 @@ class Trainer:
                                            betas=config.train.betas,
                                            weight_decay=config.train.weight_decay, **fused)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.train_split = encode_split(task, "train", config.data)
-        self.valid_split = (encode_split(task, "valid", config.data)
-                            if "valid" in task.splits() else None)
+        with self.events.timed("encoding data"):
+            self.train_split = encode_split(task, "train", config.data)
+            self.valid_split = (encode_split(task, "valid", config.data)
+                                if "valid" in task.splits() else None)
         self.sampler = TokenBatchSampler(self.train_split.sizes, config.data.batch_tokens, seed=config.seed)
         self.progress = Progress()
         self.parameters = count_parameters(self.model)
         self.signals = DeferredSignals(enabled=False)
         self.config_notes: list[str] | None = None  # changes config.toml must note at the next save
+        self.resumed_from: Path | None = None
 
     # -- checkpoints ----------------------------------------------------------------------------
 
@@ -155,6 +147,7 @@ class Trainer:
         except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
             detail = (str(exc).splitlines() or [""])[0] or type(exc).__name__
             raise CheckpointError(f"{trainer_path}: damaged trainer state: {detail}") from None
+        self.resumed_from = path
         self.events.message(f"resumed from {path} at step {self.progress.step}")
 
     def _restore(self, state: dict[str, torch.Tensor], info: dict[str, Any], step: int) -> None:
@@ -225,8 +218,21 @@ class Trainer:
 
     # -- the loop -------------------------------------------------------------------------------
 
+    def run_info(self) -> RunInfo:
+        """What this run is about to do (the start-up header)."""
+        shape = self.task.model_shape()
+        data = {split.split: _split_counts(split) for split in (self.train_split, self.valid_split)
+                if split is not None}
+        return RunInfo(backend=self.backend.name, device=f"{self.device} ({self.backend.device_name()})",
+                       precision=self.precision, parameters=self.parameters, folder=self.folder.root,
+                       steps=self.config.train.steps, start_step=self.progress.step, data=data,
+                       source_vocab=getattr(shape, "source_vocab", None),
+                       target_vocab=getattr(shape, "target_vocab", None), model_kind=self.model.kind,
+                       world_size=self.group.world_size, resumed_from=self.resumed_from)
+
     def train(self) -> dict[str, Any]:
         t = self.config.train
+        self.events.started(self.run_info())
         # a distributed run's processes would see a signal at different steps: they keep the
         # default behaviour and resume from the last periodic checkpoint
         with DeferredSignals(enabled=not self.group.active) as self.signals:
@@ -242,10 +248,10 @@ class Trainer:
                 tokens += self._last_count
                 busy += time.perf_counter() - started
                 rate = tokens / max(busy, 1e-9)  # training throughput since this process started
-                self.events.step(step, t.steps, self._last_loss, rate)
+                lr = learning_rate(self.config, step)
+                self.events.report_step(step, t.steps, self._last_loss, rate, lr)
                 if step % t.log_every == 0 and self.group.is_main:
-                    self.folder.log({"step": step, "loss": self._last_loss,
-                                     "lr": learning_rate(self.config, step), "tokens_per_s": rate})
+                    self.folder.log({"step": step, "loss": self._last_loss, "lr": lr, "tokens_per_s": rate})
                 evaluated = step % t.eval_every == 0 or step == t.steps
                 if evaluated:
                     stop = self._evaluate_and_save(step)
@@ -316,7 +322,8 @@ class Trainer:
         t, split = self.config.train, self.valid_split or self.train_split
         name = "valid" if self.valid_split is not None else "train"
         try:
-            with self.signals.at_once():  # evaluation changes no training state: stop right away
+            with self.signals.at_once(), self.events.timed(f"evaluating on {name}"):
+                # evaluation changes no training state: a signal stops it right away
                 metrics, _ = self.evaluate(split, name, decode_limit=t.eval_examples)
         except Interrupted as exc:
             exc.saved = self.save()  # the step is whole; its evaluation runs when the run resumes
@@ -356,4 +363,14 @@ class Trainer:
         return f"step {step}: {what}; training stopped, nothing saved ({kept}); lower train.lr?"
 
 
-__all__ = ["Events", "Trainer", "TrainingError", "learning_rate", "rank_seed"]
+def _split_counts(split: EncodedSplit) -> dict[str, int]:
+    """Examples kept, and their tokens (sources and target sequences; none for float features)."""
+    counts = {"examples": len(split)}
+    features = any(s is not None and s.is_floating_point() for s in split.sources[:1])
+    tokens = (0 if features else sum(split.source_lengths)) + sum(split.target_lengths)
+    if tokens:
+        counts["tokens"] = tokens
+    return counts
+
+
+__all__ = ["Events", "RunInfo", "Trainer", "TrainingError", "learning_rate", "rank_seed"]

@@ -1,0 +1,202 @@
+"""Training progress for people: ``ConsoleProgress`` writes a run's events to a stream (stderr).
+
+On a terminal, one line is rewritten in place::
+
+    [#########.....................] 180/600  loss 2.1503  lr 0.00149  5.1 steps/s  3,410 tok/s
+      elapsed 0:41  ETA 1:22            (one line)
+
+with lines above it for what happened (a phase's duration, an evaluation). In a pipe or a CI log
+the same fields come as plain lines, every ``interval`` seconds and at the last step. Before the
+first step comes a header (model kind, parameters, device, precision, data and vocabulary sizes,
+run folder, resume point), and each long silent phase (checking the config, fitting the task,
+encoding data, evaluation, test decoding) is shown as it starts and with its duration as it ends.
+
+The ETA divides the steps left by the rate of the last ``window`` seconds of training, not counting
+time spent in phases (evaluation) or before the first step (start-up, compilation).
+
+``seqkit.train(..., progress=True)`` uses it; so does ``seqkit run``. It never writes to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from typing import TextIO
+
+from seqkit.events import RunInfo
+
+CLEAR_LINE = "\r\033[K"
+
+
+class ConsoleProgress:
+    """A run's progress on ``stream`` (default: standard error): a line rewritten in place on a
+    terminal, plain lines every ``interval`` seconds elsewhere. ``tty`` overrides what
+    ``stream.isatty()`` says. Pass it as ``seqkit.train(config, progress=ConsoleProgress())``."""
+
+    def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float = 10.0,
+                 refresh: float = 0.1, window: float = 30.0, clock=time.monotonic):
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = is_terminal(self.stream) if tty is None else tty
+        self.interval = interval  # seconds between plain lines (not a terminal)
+        self.refresh = refresh  # seconds between redraws of the terminal line
+        self.window = window
+        self.clock = clock
+        self.began: float | None = None  # first event: what "elapsed" counts from
+        self.paused = 0.0  # seconds spent in phases, left out of the step rate
+        self.phase_started: dict[str, float] = {}
+        self.recent: deque[tuple[float, int]] = deque()  # (training clock, step)
+        self.last_written = -float("inf")
+        self.open_line = ""  # the terminal line being rewritten (bar and running phase)
+        self.bar = ""  # the bar, while training is under way
+        self.status = ""  # the phase running, shown after the bar
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def started(self, info: RunInfo) -> None:
+        self._begin()
+        for line in header(info):
+            self._line(line)
+
+    def phase(self, name: str, seconds: float | None) -> None:
+        self._begin()
+        if seconds is None:
+            self.phase_started[name] = self.clock()
+            self.status = f"{name} ..."
+            if self.tty:
+                self._redraw()
+            else:
+                self._line(self.status)
+            return
+        started = self.phase_started.pop(name, None)
+        if started is not None:
+            self.paused += self.clock() - started
+        self.status = ""
+        self._line(f"{name}: {format_seconds(seconds)}")
+
+    def step(self, step: int, total: int, loss: float, tokens_per_s: float, lr: float | None = None) -> None:
+        self._begin()
+        now = self.clock()
+        self.recent.append((now - self.paused, step))
+        while len(self.recent) > 2 and self.recent[-1][0] - self.recent[0][0] > self.window:
+            self.recent.popleft()
+        last = step >= total
+        if not last and now - self.last_written < (self.refresh if self.tty else self.interval):
+            return
+        self.last_written = now
+        fields = self.fields(step, total, loss, tokens_per_s, lr, now)
+        if not self.tty:
+            self._write(f"step {fields}\n")
+            return
+        width = 30
+        filled = width * min(step, total) // max(total, 1)
+        self.bar = f"[{'#' * filled}{'.' * (width - filled)}] {fields}"
+        if last:  # the bar stays as it ends; what follows (evaluation, test) goes below it
+            final, self.bar = self.bar, ""
+            self._line(final)
+        else:
+            self._redraw()
+
+    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
+        shown = "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                          for k, v in metrics.items() if isinstance(v, (int, float)))
+        self._line(f"eval @ {step}: {shown}")
+
+    def message(self, text: str) -> None:
+        self._line(text)
+
+    # -- what a line says ------------------------------------------------------------------------
+
+    def steps_per_second(self) -> float | None:
+        """Steps per second over the recent window of training time (None before two steps)."""
+        if len(self.recent) < 2:
+            return None
+        (t0, s0), (t1, s1) = self.recent[0], self.recent[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else None
+
+    def fields(self, step: int, total: int, loss: float, tokens_per_s: float, lr: float | None,
+               now: float) -> str:
+        rate = self.steps_per_second()
+        parts = [f"{step}/{total}", f"loss {loss:.4f}"]
+        if lr is not None:
+            parts.append(f"lr {lr:.3g}")
+        parts += [f"{rate:.3g} steps/s" if rate else "- steps/s", f"{tokens_per_s:,.0f} tok/s",
+                  f"elapsed {format_clock(now - (self.began or now))}"]
+        eta = (total - step) / rate if rate and step < total else (0.0 if step >= total else None)
+        parts.append(f"ETA {format_clock(eta) if eta is not None else '-'}")
+        return "  ".join(parts)
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if self.began is None:
+            self.began = self.clock()
+
+    def _line(self, text: str) -> None:
+        """A line that stays; on a terminal it goes above the line being rewritten."""
+        if self.tty and self.open_line:
+            self._write(CLEAR_LINE + text + "\n")
+            self.open_line = ""
+            self._redraw()
+        else:
+            self._write(text + "\n")
+
+    def _redraw(self) -> None:
+        line = "  ".join(part for part in (self.bar, self.status) if part)
+        if line or self.open_line:
+            self._write(CLEAR_LINE + line)
+        self.open_line = line
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def header(info: RunInfo) -> list[str]:
+    """The start-up lines for a run."""
+    sides = (("source", info.source_vocab), ("target", info.target_vocab))
+    vocab = [f"{side} {size:,}" for side, size in sides if size is not None]
+    processes = f" x {info.world_size} processes" if info.world_size > 1 else ""
+    lines = [f"training a {info.model_kind or 'model'} model of {info.parameters:,} parameters",
+             f"  backend {info.backend}, device {info.device}{processes}, precision {info.precision}"]
+    data = ", ".join(f"{split} {counts.get('examples', 0):,} examples"
+                     + (f" ({counts['tokens']:,} tokens)" if counts.get("tokens") else "")
+                     for split, counts in info.data.items())
+    if data:
+        lines.append(f"  data: {data}")
+    if vocab:
+        lines.append(f"  vocabulary: {', '.join(vocab)}")
+    lines.append(f"  run folder: {info.folder}")
+    if info.resumed_from is not None:
+        lines.append(f"  resuming from {info.resumed_from} at step {info.start_step} of {info.steps}")
+    else:
+        lines.append(f"  steps: {info.steps}")
+    return lines
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.42 s``, ``12.3 s``, ``2:05`` (m:ss) or ``1:02:05``."""
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    return format_clock(seconds)
+
+
+def format_clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    whole = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def is_terminal(stream) -> bool:
+    """Whether ``stream`` is a terminal (False for a stream without isatty, or a closed one)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
+
+
+__all__ = ["ConsoleProgress", "format_clock", "format_seconds", "header", "is_terminal"]

@@ -1,0 +1,199 @@
+"""What a run shows while it trains: ConsoleProgress on a terminal and in a pipe, the Events that
+carry it (old four-argument step callbacks included), and seqkit.train's progress= argument."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+import seqkit
+from seqkit.errors import ConfigError
+from seqkit.events import Events, RunInfo
+from seqkit.progress import ConsoleProgress, format_clock, format_seconds
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tiny(steps=6):
+    return {
+        "seed": 3,
+        "task": {"name": "reverse", "symbols": 6, "min_len": 2, "max_len": 5, "train_size": 32,
+                 "valid_size": 8, "test_size": 8},
+        "model": {"d_model": 16, "encoder": {"name": "gru"}, "decoder": {"name": "gru"}},
+        "data": {"batch_tokens": 64, "max_source_len": 8, "max_target_len": 8},
+        "train": {"steps": steps, "lr": 3e-3, "warmup_steps": 2, "eval_every": 3, "log_every": 2},
+    }
+
+
+INFO = RunInfo(backend="cpu", device="cpu (test)", precision="fp32", parameters=12_345,
+               folder=Path("runs/x"), steps=100, data={"train": {"examples": 64, "tokens": 700},
+                                                        "valid": {"examples": 16, "tokens": 170}},
+               source_vocab=9, target_vocab=10, model_kind="seq2seq")
+
+
+def test_terminal_rewrites_one_line_with_every_field_and_an_eta_from_the_recent_rate():
+    stream, clock = FakeTerminal(), Clock()
+    progress = ConsoleProgress(stream, clock=clock, refresh=0.0)
+    progress.phase("encoding data", None)
+    clock.now += 5
+    progress.phase("encoding data", 5.0)
+    progress.started(INFO)
+    clock.now += 60  # start-up before the first step (compilation, ...): not in the ETA
+    for step in range(1, 11):
+        clock.now += 0.5  # 2 steps per second
+        progress.step(step, 100, 1.5, 1234.0, 0.001)
+    text = stream.getvalue()
+    assert "encoding data ...\r" in text or "\r\033[Kencoding data ..." in text
+    assert "encoding data: 5.0 s\n" in text
+    assert "training a seq2seq model of 12,345 parameters\n" in text
+    assert "backend cpu, device cpu (test), precision fp32" in text
+    assert "data: train 64 examples (700 tokens), valid 16 examples (170 tokens)" in text
+    assert "vocabulary: source 9, target 10" in text and "run folder: runs" in text
+    last = text.rpartition("\r\033[K")[2]  # the line as it stands on the screen
+    assert "\n" not in last  # rewritten in place, not scrolled
+    assert last.startswith("[###.") and "10/100" in last and "loss 1.5000" in last and "lr 0.001" in last
+    assert "2 steps/s" in last and "1,234 tok/s" in last and "elapsed 1:10" in last
+    assert "ETA 0:45" in last  # 90 steps at 2 per second, the start-up left out
+
+
+def test_terminal_eta_leaves_out_time_spent_in_phases():
+    stream, clock = FakeTerminal(), Clock()
+    progress = ConsoleProgress(stream, clock=clock, refresh=0.0)
+    for step in range(1, 5):
+        clock.now += 1.0
+        progress.step(step, 10, 1.0, 10.0, 0.1)
+    progress.phase("evaluating on valid", None)
+    clock.now += 30
+    progress.phase("evaluating on valid", 30.0)
+    progress.evaluated(4, {"loss": 0.5, "bleu": 12.25})
+    clock.now += 1.0
+    progress.step(5, 10, 1.0, 10.0, 0.1)
+    screen = stream.getvalue()
+    assert "evaluating on valid: 30.0 s\n" in screen and "eval @ 4: loss 0.5  bleu 12.25\n" in screen
+    assert "ETA 0:05" in screen.rpartition("\r\033[K")[2]  # 1 step/s, not 5 steps in 35 s
+
+
+def test_terminal_last_step_stays_and_what_follows_goes_below():
+    stream = FakeTerminal()
+    progress = ConsoleProgress(stream, refresh=0.0)
+    progress.step(1, 2, 1.0, 10.0, 0.1)
+    progress.step(2, 2, 0.9, 10.0, 0.1)
+    progress.phase("evaluating on test", None)
+    progress.phase("evaluating on test", 0.5)
+    lines = stream.getvalue().split("\n")
+    assert any("2/2" in line and "ETA 0:00" in line for line in lines[:-1])  # the bar ended with a newline
+    assert lines[-2].endswith("evaluating on test: 0.50 s")
+
+
+def test_pipe_gets_plain_periodic_lines_with_the_same_fields_and_the_last_step():
+    stream, clock = io.StringIO(), Clock()
+    progress = ConsoleProgress(stream, clock=clock, interval=10.0)
+    progress.started(INFO)
+    progress.phase("evaluating on valid", None)
+    progress.phase("evaluating on valid", 0.25)
+    for step in range(1, 101):
+        clock.now += 0.5
+        progress.step(step, 100, 2.0, 50.0, 0.01)
+    text = stream.getvalue()
+    assert "\r" not in text and "\033" not in text
+    lines = [line for line in text.splitlines() if line.startswith("step ")]
+    assert 4 <= len(lines) <= 7  # 50 s of training: one line per ~10 s, and the last step
+    assert lines[-1].startswith("step 100/100") and "ETA 0:00" in lines[-1]
+    for line in lines:
+        assert re.search(r"loss 2\.0000  lr 0\.01  (2|-) steps/s  50 tok/s  elapsed \d+:\d\d  ETA", line)
+    assert "evaluating on valid ...\n" in text and "evaluating on valid: 0.25 s\n" in text
+    assert "resuming" not in text and "steps: 100" in text
+
+
+def test_header_names_the_resume_point():
+    info = RunInfo(**{**INFO.__dict__, "start_step": 40, "resumed_from": Path("runs/x/step-40")})
+    stream = io.StringIO()
+    ConsoleProgress(stream).started(info)
+    assert "resuming from runs/x/step-40 at step 40 of 100" in stream.getvalue()
+
+
+def test_durations_read_as_a_person_says_them():
+    assert [format_seconds(s) for s in (0.123, 12.34, 125, 3725)] == ["0.12 s", "12.3 s", "2:05", "1:02:05"]
+    assert format_clock(59.6) == "1:00"
+
+
+def test_a_four_argument_step_callback_still_works_and_a_five_argument_one_gets_the_lr():
+    old, new, seen = [], [], []
+    events = Events(step=lambda step, total, loss, rate: old.append((step, total, loss, rate)))
+    events.report_step(1, 10, 2.0, 30.0, 0.5)
+    Events(step=lambda *args: new.append(args)).report_step(1, 10, 2.0, 30.0, 0.5)
+    assert old == [(1, 10, 2.0, 30.0)] and new == [(1, 10, 2.0, 30.0, 0.5)]
+    both = Events.of(events, ConsoleProgress(io.StringIO(), interval=0), Events(message=seen.append))
+    both.report_step(2, 10, 1.0, 30.0, 0.5)
+    both.message("hello")
+    assert old[-1] == (2, 10, 1.0, 30.0) and seen == ["hello"]
+
+
+def test_train_shows_header_phases_and_steps_on_a_given_stream_and_never_on_stdout(tmp_path, capsys):
+    stream = io.StringIO()
+    steps, infos = [], []
+    events = Events(step=lambda step, total, loss, rate: steps.append(step), started=infos.append)
+    seqkit.train(tiny(), out=tmp_path / "run", events=events,
+                 progress=ConsoleProgress(stream, interval=0.0), samples=1)
+    text = stream.getvalue()
+    for expected in ("checking the config ...", "task.fit on train", "encoding data: ",
+                     "training a seq2seq model of", "data: train 32 examples", "vocabulary: source",
+                     "run folder: ", "step 6/6  loss", "evaluating on valid: ", "eval @ 3: loss",
+                     "loading the best model: ", "encoding test: ", "evaluating on test (loss, decoding 8"):
+        assert expected in text, expected
+    assert steps == [1, 2, 3, 4, 5, 6] and infos[0].parameters > 0 and infos[0].steps == 6
+    assert capsys.readouterr() == ("", "")  # nothing on stdout, nothing else on stderr
+
+
+def test_train_shows_progress_on_stderr_by_default_when_it_is_a_terminal(tmp_path, monkeypatch):
+    terminal = FakeTerminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    seqkit.train(tiny(2), out=tmp_path / "run", test=False)
+    assert "training a seq2seq model" in terminal.getvalue() and "2/2" in terminal.getvalue()
+
+
+def test_train_is_quiet_by_default_in_a_pipe_and_when_told(tmp_path, capsys, monkeypatch):
+    seqkit.train(tiny(2), out=tmp_path / "a", test=False)
+    assert capsys.readouterr() == ("", "")
+    monkeypatch.setattr("sys.stderr", FakeTerminal())
+    seqkit.train(tiny(2), out=tmp_path / "b", test=False, progress=False)
+    assert __import__("sys").stderr.getvalue() == ""
+
+
+def test_train_progress_true_writes_to_a_pipe_too(tmp_path, capsys):
+    seqkit.train(tiny(2), out=tmp_path / "run", test=False, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "step 2/2" in err and "training a seq2seq model" in err
+
+
+def test_only_rank_zero_reports(tmp_path, monkeypatch):
+    from seqkit import api
+
+    monkeypatch.setattr(api, "launched_rank", lambda: 1)
+    monkeypatch.setattr("sys.stderr", FakeTerminal())
+    heard = []
+    seqkit.train(tiny(2), out=tmp_path / "run", test=False, progress=True,
+                 events=Events(message=heard.append))
+    assert __import__("sys").stderr.getvalue() == "" and heard == []
+
+
+@pytest.mark.parametrize("value", [3, "yes", object()])
+def test_bad_progress_or_events_is_a_config_error(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"^(progress|events): must be"):
+        seqkit.train(tiny(2), out=tmp_path / "run", progress=value)
+    with pytest.raises(ConfigError, match=r"^events: must be"):
+        seqkit.train(tiny(2), out=tmp_path / "run", events=value)
