@@ -37,6 +37,7 @@ _LAZY = {
     "train": "seqkit.api",
     "load": "seqkit.api",
     "get_backend": "seqkit.backends",
+    "ConsoleProgress": "seqkit.progress",
     "Encoder": "seqkit.interfaces",
     "Decoder": "seqkit.interfaces",
     "EncoderOutput": "seqkit.interfaces",
@@ -83,3 +84,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from seqkit.interfaces import Example as Example
     from seqkit.interfaces import Task as Task
     from seqkit.plugins import make_plugin_manager as make_plugin_manager
+    from seqkit.progress import ConsoleProgress as ConsoleProgress
