@@ -59,7 +59,8 @@ class _Progress:
 @click.option("--generate-batch", "generate_batches", multiple=True, metavar="B[,B...]",
               help="generate: rows decoded together. Default: "
                    f"{','.join(map(str, DEFAULTS.generate_batches))}.")
-@click.option("--d-model", type=int, default=DEFAULTS.d_model, show_default=True)
+@click.option("--d-model", type=int, default=DEFAULTS.d_model, show_default=True,
+              help="Model width (embeddings, encoder and decoder).")
 @click.option("--layers", type=int, default=DEFAULTS.layers, show_default=True,
               help="Layers of the encoder and of the decoder.")
 @click.option("--heads", type=int, default=DEFAULTS.heads, show_default=True,
@@ -74,7 +75,7 @@ class _Progress:
                    "--set model.decoder.attention=dot (VALUE is TOML).")
 @click.option("--backend", default="auto", show_default=True, help="cpu, cuda, mps or auto.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
-              show_default=True, help="auto: the backend's default.")
+              show_default=True, help="Autocast precision; auto takes the backend's default precision.")
 @click.option("--compile", "compile_", is_flag=True,
               help="torch.compile the models (and the baseline); compilation runs in the warm-up.")
 @click.option("--warmup", type=int, default=DEFAULTS.warmup, show_default=True,
@@ -87,7 +88,8 @@ class _Progress:
                    "print seqkit/raw tokens/s ratios.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch.set_num_threads for the run [torch's default: all cores].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights and the random batches.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the results (rows and run details) as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -20,9 +20,11 @@ def device_options(command):
     """--backend and --precision, shared by the verbs that run a trained model."""
     precisions = click.Choice(["auto", "fp32", "bf16", "fp16"])
     command = click.option("--precision", type=precisions, default="fp32", show_default=True,
-                           help="Autocast precision (auto: the backend's default).")(command)
+                           help="Autocast precision: fp32 unless asked; auto takes the backend's "
+                                "default precision, as `seqkit backends` lists it.")(command)
     return click.option("--backend", "backend_name", default="auto", show_default=True,
-                        help="Device backend.")(command)
+                        help="Device backend: cpu, cuda, mps, a plugin's, or auto (the first "
+                             "available, marked * by `seqkit backends`).")(command)
 
 
 def _load(ctx: click.Context, run: Path, backend_name: str, precision: str):
@@ -133,7 +135,8 @@ def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> N
               help="text: one output per line (--nbest N: N lines per input); jsonl: one object per input.")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together (at least 1).")
 @device_options
-@click.option("--interactive", is_flag=True, help="Prompt for one input at a time until end of input.")
+@click.option("--interactive", is_flag=True,
+              help="Prompt for one input at a time; Ctrl-D (end of input) or Ctrl-C leaves.")
 @click.option("--attention", "attention_png", type=click.Path(dir_okay=False, path_type=Path),
               help="Draw the output's attention over the source (one input) to this PNG.")
 @click.pass_context
@@ -174,6 +177,9 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
     else:
         from_stdin = input_file in (None, "-")
         name = "<stdin>" if from_stdin else input_file
+        if from_stdin and _is_terminal(sys.stdin):  # else a person sees nothing happen
+            click.echo("seqkit: reading inputs from standard input, one per line, until Ctrl-D "
+                       "(or give TEXT arguments, --input FILE or --interactive)", err=True)
         with contextlib.nullcontext(sys.stdin.buffer) if from_stdin else \
                 open(input_file, "rb") as stream:
             if attention_png is not None:
@@ -181,16 +187,25 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
                     _draw_attention(model, list(_text_lines(stream, name)), options, attention_png, fmt,
                                     with_scores)
                 return
-            for chunk in _chunks(_text_lines(stream, name), 1 if stream.isatty() else batch_size):
+            for chunk in _chunks(_text_lines(stream, name), 1 if _is_terminal(stream) else batch_size):
                 run_inputs(chunk)
 
 
+def _is_terminal(stream) -> bool:
+    """Whether a person types into ``stream`` (a function, so tests can stand in for one)."""
+    return stream.isatty()
+
+
 def _interactive(run_inputs) -> None:
+    terminal = _is_terminal(sys.stdin)
+    if terminal:
+        click.echo("seqkit: type an input and press Enter; Ctrl-D (end of input) or Ctrl-C leaves",
+                   err=True)
     number = 0
     while True:
         number += 1
         try:
-            line = input("> " if sys.stdin.isatty() else "")
+            line = input("> " if terminal else "")
         except (EOFError, KeyboardInterrupt):
             click.echo("", err=True)
             return
