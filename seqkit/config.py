@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import tomli_w
 
+from seqkit.config_blame import ConfigSource, blame, lookup_config, lookup_data
+from seqkit.config_blame import locate as locate  # re-exported: where a key is in a TOML text
 from seqkit.convert import (
     BASE_DIR,
     KeyPathError,
@@ -160,30 +162,22 @@ def load_config(
         # any working directory, as `seqkit eval runs/x` from elsewhere needs
         origin, base = str(source), Path(source).resolve().parent
         text, data = read_toml(Path(source))
-    given_names = component_names(data)
+    given, given_names = _deep_copy(data), component_names(data)
     set_paths = apply_overrides(data, overrides)
+    source_of = ConfigSource(origin, text, frozenset(set_paths), given)
     manager = manager or make_plugin_manager()
     token = BASE_DIR.set(base)
     try:
         resolver = _component_resolver(manager, given_names, set_paths)
         config = convert_dataclass(data, RunConfig, (), resolver)
     except KeyPathError as exc:
-        raise ConfigError(_where(exc.path, origin, text, set_paths) + str(exc)) from None
+        lookup = lambda path: lookup_data(data, path)  # noqa: E731
+        raise ConfigError(blame(exc.path, exc.message, source_of, lookup, component_paths())) from None
     finally:
         BASE_DIR.reset(token)
     # not a dataclass field: equality, show and the stored config ignore where a config came from
-    config._source = ConfigSource(origin, text, frozenset(set_paths))
+    config._source = source_of
     return config
-
-
-@dataclass(frozen=True)
-class ConfigSource:
-    """Where a RunConfig was read from, so that errors found after loading (by a task or
-    component factory, by ``check_run_config``) still name file:line or ``--set``."""
-
-    origin: str | None  # the file, None for a dict
-    text: str | None  # its TOML text
-    set_paths: frozenset  # key paths that --set overrides gave
 
 
 _KEY_PATH = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*): ")
@@ -191,9 +185,10 @@ _KEY_PATH = re.compile(r"^([A-Za-z_][\w-]*(?:\.[\w-]+|\[\d+\])*): ")
 
 def locate_error(exc: Exception, config: RunConfig) -> Exception:
     """``exc`` with file:line (or ``--set``) put before its message when the message starts with a
-    key path of ``config`` (``model.encoder.heads: ...``) and the config came from a file; else
-    ``exc`` unchanged. Factories raise ConfigError(key=...), the core words it as a key path: this
-    is where it gets its place in the file back."""
+    key path of ``config`` (``model.encoder.heads: ...``) and the config came from a file, and
+    with the other keys the message is about named with their origins (``seqkit.config_blame``);
+    else ``exc`` unchanged. Factories raise ConfigError(key=...), the core words it as a key
+    path: this is where it gets its place in the file back."""
     source = getattr(config, "_source", None)
     message = str(exc)
     match = _KEY_PATH.match(message)
@@ -203,11 +198,12 @@ def locate_error(exc: Exception, config: RunConfig) -> Exception:
                  for part in re.findall(r"[^.\[\]]+", match.group(1)))
     if path[0] not in field_types(RunConfig):
         return exc
-    where = _where(path, source.origin, source.text, set(source.set_paths))
-    if not where:
+    line = blame(path, message[match.end():], source, lambda p: lookup_config(config, p),
+                 component_paths())
+    if line == message:
         return exc
     located = copy.copy(exc)
-    located.args = (where + message, *exc.args[1:])
+    located.args = (line, *exc.args[1:])
     return located
 
 
@@ -352,47 +348,3 @@ def config_to_toml(config: RunConfig) -> str:
     top = {k: v for k, v in data.items() if not isinstance(v, dict)}
     tables = {k: v for k, v in data.items() if isinstance(v, dict)}
     return tomli_w.dumps({**top, **tables})
-
-
-# -- error locations ----------------------------------------------------------------------------
-
-_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_PART = r"(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')"
-_KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
-
-
-def _split_key(key: str) -> tuple[str, ...]:
-    parts = re.findall(r"\"[^\"]*\"|'[^']*'|[^.\s]+", key)
-    return tuple(p.strip("\"'") for p in parts)
-
-
-def locate(text: str, path: tuple) -> int | None:
-    """The 1-based line of the key (or table) at ``path`` in TOML ``text``, best effort: the line
-    of the longest prefix of ``path`` that is found."""
-    keys = tuple(k for k in path if isinstance(k, str))
-    lines: dict[tuple, int] = {}
-    table: tuple = ()
-    for number, line in enumerate(text.splitlines(), start=1):
-        header = _HEADER.match(line)
-        if header:
-            table = _split_key(header.group(1))
-            lines.setdefault(table, number)
-            continue
-        key = _KEY.match(line)
-        if key:
-            lines.setdefault(table + _split_key(key.group(1)), number)
-    for end in range(len(keys), 0, -1):
-        if keys[:end] in lines:
-            return lines[keys[:end]]
-    return None
-
-
-def _where(path: tuple, origin: str | None, text: str | None, set_paths: set[tuple]) -> str:
-    keys = tuple(k for k in path if isinstance(k, str))
-    for set_path in set_paths:
-        if keys[: len(set_path)] == set_path:
-            return "--set "
-    if origin is None:
-        return ""
-    line = locate(text or "", path)
-    return f"{origin}:{line}: " if line else f"{origin}: "
