@@ -78,3 +78,21 @@ def test_interactive_says_how_to_leave(run_folder, terminal):
     assert result.exit_code == 0, result.output
     assert "Ctrl-D (end of input) or Ctrl-C leaves" in result.stderr
     assert "Ctrl-D" in CliRunner().invoke(cli, ["generate", "--help"]).output
+
+
+@pytest.mark.parametrize("debug", [[], ["--debug"]])
+def test_help_lists_plugin_commands_and_honours_disable_plugin(install_plugin, debug):
+    name = install_plugin("""
+        import click
+        from seqkit import hookimpl
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            def hello():
+                "Say hello."
+                click.echo("hi")
+    """)
+    assert "Say hello." in CliRunner().invoke(cli, [*debug, "--help"]).output
+    hidden = CliRunner().invoke(cli, [*debug, "--disable-plugin", name, "--help"])
+    assert hidden.exit_code == 0 and "hello" not in hidden.output

@@ -95,8 +95,9 @@ def plugin_manager(ctx: click.Context):
 
 @click.group(cls=SeqkitGroup, name="seqkit", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(seqkit.__version__, prog_name="seqkit")
-@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
-@click.option("--disable-plugin", multiple=True, metavar="NAME",
+# eager like --help, so that `seqkit --disable-plugin NAME --help` leaves NAME's commands out
+@click.option("--debug", is_flag=True, is_eager=True, help="Show full tracebacks for errors.")
+@click.option("--disable-plugin", multiple=True, metavar="NAME", is_eager=True,
               help="Do not load the plugin NAME (repeatable; adds to SEQKIT_DISABLE_PLUGINS).")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, disable_plugin: tuple[str, ...]) -> None:
