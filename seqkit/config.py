@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomli_w
-
 from seqkit.config_blame import ConfigSource, blame, lookup_config, lookup_data
 from seqkit.config_blame import locate as locate  # re-exported: where a key is in a TOML text
 from seqkit.convert import (
@@ -342,9 +340,11 @@ def _component_resolver(manager: PluginManager, given_names: dict[tuple, str] | 
 # -- showing ------------------------------------------------------------------------------------
 
 
-def config_to_toml(config: RunConfig) -> str:
-    """The resolved config, defaults filled, as TOML that loads back to an equal config."""
-    data = to_toml_data(config)
-    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    return tomli_w.dumps({**top, **tables})
+def config_to_toml(config: RunConfig, unset: bool = False) -> str:
+    """The resolved config, defaults filled, as TOML that loads back to an equal config. With
+    ``unset``, options whose value is None (TOML has no null) are comment lines saying so
+    (``# ffn_size: not set (integer; None means 4 * d_model)``): what `seqkit config show`
+    prints, so that it shows every option."""
+    from seqkit.config_toml import render
+
+    return render(config, unset)

@@ -258,6 +258,61 @@ def test_show_round_trips(tmp_path, manager):
     assert load_config(tomllib.loads(text), manager=manager) == config
 
 
+def _fields_of(value, prefix=()):
+    """(table path, key) of every option of a resolved config, None-valued ones included."""
+    import dataclasses
+
+    from seqkit.config import Component
+
+    if isinstance(value, Component):
+        yield prefix, "name"
+        value = value.options
+        if value is None:
+            return
+    for f in dataclasses.fields(value):
+        item = getattr(value, f.name)
+        if dataclasses.is_dataclass(item):
+            yield from _fields_of(item, (*prefix, f.name))
+        elif f.name in ("task", "encoder", "decoder") and item is None:
+            continue  # no component chosen: nothing to show
+        else:
+            yield prefix, f.name
+
+
+def test_show_names_every_option_and_loads_back_to_the_same_config(tmp_path):
+    config = load_config(EXAMPLE, ["model.encoder={name = 'transformer', layers = 1, heads = 2}",
+                                   "model.decoder.name=lstm"])
+    assert config.model.encoder.options.ffn_size is None
+    text = config_to_toml(config, unset=True)
+    tables, table = {}, ()
+    for line in text.splitlines():
+        if line.startswith("["):
+            table = tuple(line.strip("[]").split("."))
+        elif line:
+            key = line.removeprefix("# ").partition(" ")[0].rstrip(":")
+            tables.setdefault(table, []).append(key)
+    shown = {(t, k) for t, keys in tables.items() for k in keys}
+    assert set(_fields_of(config)) == shown  # every option, and each once
+    assert sum(len(keys) for keys in tables.values()) == len(shown)
+    assert "\n# ffn_size: not set (integer; None means 4 * d_model)\n" in text
+    assert "\n# source_lang: not set (string; parallel: suffix of the source files" in text
+    assert "\n# hidden_size: not set (integer; " in text  # the lstm decoder's
+    assert "betas = [0.9, 0.98]\n" in text
+    path = tmp_path / "shown.toml"
+    path.write_text(text)
+    result = CliRunner().invoke(cli, ["config", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert load_config(path) == config
+    assert load_config(tomllib.loads(text)) == config
+
+
+def test_show_without_unset_options_has_no_comment_lines():
+    config = load_config(EXAMPLE, ["model.encoder={name = 'transformer'}"])
+    text = config_to_toml(config)
+    assert "#" not in text and "ffn_size" not in text.split("[model.decoder]")[0]
+    assert load_config(tomllib.loads(text)) == config
+
+
 def test_locate_finds_keys_in_tables_dotted_keys_and_quoted_keys():
     text = '[model]\nd_model = 1\nencoder.name = "x"\n\n[train]\n"lr" = 2\n'
     assert locate(text, ("model", "d_model")) == 2
