@@ -38,12 +38,17 @@ _LAZY = {
     "load": "seqkit.api",
     "get_backend": "seqkit.backends",
     "ConsoleProgress": "seqkit.progress",
+    # what a plugin author implements and returns (seqkit.interfaces holds the contracts)
     "Encoder": "seqkit.interfaces",
     "Decoder": "seqkit.interfaces",
     "EncoderOutput": "seqkit.interfaces",
     "Task": "seqkit.interfaces",
     "Backend": "seqkit.interfaces",
     "Example": "seqkit.interfaces",
+    "EncodedExample": "seqkit.interfaces",
+    "Batch": "seqkit.interfaces",
+    "Direction": "seqkit.interfaces",
+    "ModelShape": "seqkit.model",
 }
 
 __all__ = [
@@ -78,10 +83,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from seqkit.backends import get_backend as get_backend
     from seqkit.config import load_config as load_config
     from seqkit.interfaces import Backend as Backend
+    from seqkit.interfaces import Batch as Batch
     from seqkit.interfaces import Decoder as Decoder
+    from seqkit.interfaces import Direction as Direction
+    from seqkit.interfaces import EncodedExample as EncodedExample
     from seqkit.interfaces import Encoder as Encoder
     from seqkit.interfaces import EncoderOutput as EncoderOutput
     from seqkit.interfaces import Example as Example
     from seqkit.interfaces import Task as Task
+    from seqkit.model import ModelShape as ModelShape
     from seqkit.plugins import make_plugin_manager as make_plugin_manager
     from seqkit.progress import ConsoleProgress as ConsoleProgress

@@ -108,9 +108,50 @@ class DataParallel(DistributedDataParallel):
 
 def data_parallel(model: nn.Module, group: Group) -> DataParallel:
     """``model`` under DistributedDataParallel: rank 0's weights are broadcast at the start, and
-    backward averages the gradients over the ranks."""
+    backward averages the gradients over the ranks.
+
+    DistributedDataParallel expects a gradient for every parameter after each backward, and fails
+    at the next step otherwise (a Transformer decoder's cross-attention in a language model gets
+    none). The parameters left without one are found once here, by one backward of a tiny batch,
+    and only then is ``find_unused_parameters`` turned on (it costs a walk of the graph per step).
+    Every rank finds the same ones: the model and the probe are the same on all of them."""
     device_ids = [group.device] if group.device.index is not None else None  # None: CPU
-    return DataParallel(model, device_ids=device_ids)
+    unused = unused_parameters(model)[0] if hasattr(model, "shape") else []
+    if unused:
+        log.info("%d parameter(s) get no gradient in this model (%s%s): DistributedDataParallel "
+                 "looks for unused parameters at every step", len(unused), ", ".join(unused[:4]),
+                 ", ..." if len(unused) > 4 else "")
+    return DataParallel(model, device_ids=device_ids, find_unused_parameters=bool(unused))
+
+
+PROBE_BATCH, PROBE_LENGTH = 3, 5
+
+
+def unused_parameters(model: nn.Module) -> tuple[list[str], list[str]]:
+    """(names of parameters that get no gradient, names whose gradient is not finite) after one
+    forward and backward of a tiny batch through the composed ``model`` (a seqkit.model.SeqModel).
+    The random state and the parameters' ``.grad`` are left as they were."""
+    shape, device = model.shape, next(model.parameters()).device
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    batch, length = PROBE_BATCH, PROBE_LENGTH
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        source = mask = target = None
+        if model.encoder is not None:
+            source = (torch.randn(batch, length, shape.source_features, device=device)
+                      if shape.source_features
+                      else torch.randint(4, max(shape.source_vocab, 5), (batch, length), device=device))
+            mask = torch.ones(batch, length, dtype=torch.bool, device=device)
+            mask[1:, length - 2:] = False  # ragged rows: padding paths are exercised too
+        if model.decoder is not None:
+            target = torch.randint(4, max(shape.target_vocab, 5), (batch, length), device=device)
+        output = model(source, mask, target)
+        grads = torch.autograd.grad(output.float().square().mean(), [p for _, p in params],
+                                    allow_unused=True)
+    unused = [name for (name, _), g in zip(params, grads, strict=True) if g is None]
+    bad = [name for (name, _), g in zip(params, grads, strict=True)
+           if g is not None and not torch.isfinite(g).all()]
+    return unused, bad
 
 
 def _json_bytes(value: Any) -> Tensor:
@@ -179,4 +220,4 @@ def process_group(backend: Backend) -> Iterator[Group]:
 
 
 __all__ = ["DataParallel", "DistributedError", "Group", "data_parallel", "launched", "launched_rank",
-           "process_group", "timeout"]
+           "process_group", "timeout", "unused_parameters"]

@@ -15,14 +15,19 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqkit.data import EncodedSplit, TokenBatchSampler
-from seqkit.interfaces import PAD, Batch, Task
+from seqkit.errors import ConfigError
+from seqkit.interfaces import DIRECTIONS, PAD, Batch, Direction, Task
 from seqkit.model import SeqModel
 
 if TYPE_CHECKING:
     from seqkit.distributed import Group
 
 TOKEN_KINDS = ("seq2seq", "language_model")
-LOWER_IS_BETTER = {"loss", "ppl", "mse", "mae"}
+# The directions of what evaluate() reports itself; a task declares its own (Task.metric_directions).
+CORE_DIRECTIONS: dict[str, Direction] = {
+    "loss": "lower", "ppl": "lower", "token_accuracy": "higher", "accuracy": "higher",
+}
+TRAIN_PREFIX = "train_"  # with no valid split the trainer evaluates on train: train_loss, ...
 
 
 @dataclass
@@ -148,10 +153,57 @@ def _select(batch: Batch, rows: list[int]) -> Batch:
     return Batch(pick(batch.source), pick(batch.source_mask), pick(batch.target), pick(batch.indices))
 
 
-def is_better(metric: str, value: float, best: float | None) -> bool:
-    """Whether ``value`` of ``metric`` improves on ``best`` (loss-like metrics go down)."""
+def metric_directions(task: Task | None) -> dict[str, Direction]:
+    """Every metric name with a known direction: the core's, then what ``task`` declares (a task
+    may not redeclare a core metric the other way). A PluginError names a task whose declaration
+    is not a dict of "higher"/"lower"."""
+    from seqkit.errors import PluginError
+
+    directions = dict(CORE_DIRECTIONS)
+    if task is None:
+        return directions
+    declared = task.metric_directions() if hasattr(task, "metric_directions") else {}
+    if not isinstance(declared, dict):
+        raise PluginError(f"task {type(task).__name__}: metric_directions() must return a dict "
+                          f"{{name: 'higher' | 'lower'}}, got {type(declared).__name__}")
+    for name, direction in declared.items():
+        if not isinstance(name, str) or direction not in DIRECTIONS:
+            raise PluginError(f"task {type(task).__name__}: metric_directions()[{name!r}] must be "
+                              f"'higher' or 'lower', got {direction!r}")
+        if directions.get(name, direction) != direction:
+            raise PluginError(f"task {type(task).__name__}: metric_directions() declares {name!r} "
+                              f"{direction!r}-is-better; seqkit's own {name!r} is {directions[name]!r}")
+        directions[name] = direction
+    return directions
+
+
+def metric_direction(metric: str, task: Task | None) -> Direction:
+    """Whether higher or lower ``metric`` is better (``train_<name>`` as ``<name>``); a ConfigError
+    when neither the core nor ``task`` declares it: seqkit never guesses from the name."""
+    directions = metric_directions(task)
+    for name in (metric, metric.removeprefix(TRAIN_PREFIX)):
+        if name in directions:
+            return directions[name]
+    who = f"task {type(task).__name__}" if task is not None else "seqkit"
+    raise ConfigError(f"train.best_metric: {metric!r} has no declared direction ({who} does not "
+                      f"say whether higher or lower is better; declared: {', '.join(sorted(directions))})")
+
+
+def is_better(metric: str, value: float, best: float | None, task: Task | None = None, *,
+              direction: Direction | None = None) -> bool:
+    """Whether ``value`` of ``metric`` improves on ``best``, in the direction ``task`` declares
+    for it (or ``direction`` when given). A non-finite value never improves."""
     if not math.isfinite(value):
         return False
     if best is None:
         return True
-    return value < best if metric in LOWER_IS_BETTER else value > best
+    if direction is None:
+        direction = metric_direction(metric, task) if task is not None else _guess(metric)
+    return value < best if direction == "lower" else value > best
+
+
+def _guess(metric: str) -> Direction:
+    """Only for callers that pass no task (seqkit before metric directions): the old rule by name.
+    Every caller with a task passes it; preflight refuses a best_metric without a direction."""
+    name = metric.removeprefix(TRAIN_PREFIX)
+    return CORE_DIRECTIONS.get(name, "lower" if name in ("mse", "mae") else "higher")

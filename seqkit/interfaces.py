@@ -17,6 +17,7 @@ import abc
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -201,17 +202,53 @@ class Batch:
         return self.target.size(0)
 
 
+Direction = Literal["higher", "lower"]
+"""Which way a metric improves: "higher" (accuracy, BLEU) or "lower" (loss, error rate)."""
+DIRECTIONS: tuple[str, ...] = ("higher", "lower")
+
+
 class Task(abc.ABC):
     """Where the data of one kind of problem comes from, how it becomes tensors and back, and how
-    results are scored. Built by its factory from the ``[task]`` table.
+    results are scored. A plugin registers a factory, ``register_tasks(register)`` calling
+    ``register("name", factory, ConfigClass)``; ``factory(config)`` gets the ``[task]`` table as a
+    ``ConfigClass`` instance and returns a Task. The conformance suite (``seqkit plugins check``)
+    checks every point below.
 
-    ``model_kind`` tells the core what to build: ``seq2seq`` (encoder + decoder + output head),
-    ``language_model`` (decoder only), ``classifier`` (encoder + pooling + class head) or
-    ``regressor`` (encoder + pooling + linear head).
+    **What the core builds.** ``model_kind`` (a class attribute) tells the core what to build:
+    ``seq2seq`` (encoder + decoder + vocabulary head), ``language_model`` (decoder only),
+    ``classifier`` (encoder + pooling + class head) or ``regressor`` (encoder + pooling + linear
+    head). ``model_shape()`` returns a :class:`seqkit.ModelShape` whose ``kind`` must equal
+    ``model_kind`` (the core checks that they agree: ``model_kind`` is what the core reads before
+    any data is seen, ``ModelShape.kind`` what the model is built from). The class count of a
+    classifier goes in ``ModelShape.num_outputs``, not ``target_vocab``; see ModelShape for the
+    fields each kind needs. A wrong shape is a one-line error naming the field when the model is
+    built.
 
-    Life cycle: ``fit(examples("train"))`` learns what depends on the training data (tokenizers,
-    label set) once per run; ``state_dict()`` is saved with the model (JSON-serialisable) and
-    ``load_state_dict()`` restores it at load, instead of ``fit``. Then ``encode``/``decode``.
+    **Life cycle.** ``fit(examples("train"))`` learns what depends on the training data
+    (tokenizers, label set) once per run; ``state_dict()`` is saved with the model (JSON) and
+    ``load_state_dict()`` restores it at load instead of ``fit``: a fresh task loaded from the
+    state must encode and decode exactly as the fitted one. Then ``encode``/``decode``:
+    ``decode`` of the encoded target gives the example's target back (up to the normalisation
+    the task documents, such as lowercasing).
+
+    **Randomness.** A task that draws or shuffles data takes its own ``seed`` option in its
+    config and draws from its own generator (``numpy.random.default_rng(seed)``), never from the
+    global torch/numpy/random state: the run's ``seed`` and the trainer move those, and the data
+    must be the same in every run, process and resume.
+
+    **Files and ``--data``.** A task that reads files names them in config options called
+    ``train``, ``valid`` and ``test`` (``pathlib.Path | None``) and reads them in
+    ``examples(split)``. ``seqkit eval --data FILE`` and ``seqkit score --data FILE`` replace
+    ``test`` with FILE, build the task again from the changed config, ``load_state_dict`` the saved
+    state and call ``examples("test")``: that is all a task does to support ``--data``. The
+    optional ``sample_options(folder)`` lets the conformance suite build a small working task
+    (see there); a task without it must build from its config defaults.
+
+    **Metrics.** ``metrics()`` returns ``{name: float}``; ``metric_directions()`` declares, for
+    every name ``metrics()`` may return, whether higher or lower is better. ``train.best_metric``
+    picks the best checkpoint by it; a ``best_metric`` without a declared direction is refused
+    before training. The core adds its own metrics: ``loss`` and ``ppl`` (lower is better),
+    ``token_accuracy`` and ``accuracy`` (higher is better).
     """
 
     model_kind: ClassVar[str]
@@ -235,20 +272,23 @@ class Task(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+        """Restore what ``state_dict`` returned (after a JSON round trip: tuples become lists)."""
 
     @abc.abstractmethod
     def model_shape(self) -> Any:
-        """A :class:`seqkit.model.ModelShape`: vocabulary sizes, feature width, outputs."""
+        """A :class:`seqkit.ModelShape` of kind ``model_kind``: vocabulary sizes, feature width,
+        number of classes or values (``num_outputs``). Called after ``fit``/``load_state_dict``."""
 
     @abc.abstractmethod
     def encode(self, example: Example) -> EncodedExample:
-        """Tensors of one example, at full length (the core applies length limits)."""
+        """Tensors of one example, at full length (the core applies length limits); see
+        :class:`EncodedExample` for the shape of each kind."""
 
     @abc.abstractmethod
     def decode(self, output: Tensor) -> Any:
         """A model output back to the target's raw form: token ids (T,) without bos/eos -> text;
-        a class index () -> label; values (outputs,) -> list of floats."""
+        a class index () -> label; values (outputs,) -> list of floats. The result must be JSON
+        (text, numbers, lists): distributed evaluation gathers it as JSON."""
 
     def encode_source(self, source: Any) -> Tensor:
         """The source tensor alone (generation from user input); unknown tokens become UNK."""
@@ -262,15 +302,49 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def metrics(self, predictions: list[Any], references: list[Any]) -> dict[str, float]:
         """Task metrics of decoded predictions against raw references (exact match as a
-        fraction, BLEU and chrF through sacrebleu, accuracy, mean squared error, ...)."""
+        fraction, BLEU and chrF through sacrebleu, accuracy, mean squared error, ...); every
+        name must have a direction in ``metric_directions()``."""
+
+    def metric_directions(self) -> dict[str, Direction]:
+        """``{name: "higher" | "lower"}`` for every metric ``metrics()`` may return, e.g.
+        ``{"bleu": "higher", "error_rate": "lower"}``. The trainer keeps the checkpoint with the
+        best ``train.best_metric`` by this direction, and early stopping waits for it to improve.
+
+        Declared by the task, not guessed by the core from the name: the core cannot know a
+        plugin's names, and a guess ("error_rate" is not "loss", so higher must be better) kept
+        the worst checkpoint. A method rather than a constant, so that a task whose metrics
+        depend on its options can say so. The default declares none: a task that reports
+        metrics overrides it. The core's own metrics (loss, ppl, token_accuracy, accuracy) need
+        no declaration."""
+        return {}
+
+    @classmethod
+    def sample_options(cls, folder: Path) -> dict[str, Any]:
+        """Options for a small working instance of this task, for the conformance suite: write a
+        few examples of each split you read from files under ``folder``, in your file format,
+        and return the ``[task]`` options that read them, e.g. ``{"train": folder / "train.tsv",
+        "valid": ..., "test": ...}`` (plus anything else a quick instance needs). The default
+        ``{}`` means the config's defaults already give a working task (a synthetic task that
+        draws its data from its seed)."""
+        return {}
 
 
 # -- device backends ----------------------------------------------------------------------------
 
 
 class Backend(abc.ABC):
-    """A kind of device. ``priority`` orders the choice of ``auto``: the available backend with
-    the highest priority wins. ``distributed_backend`` names the torch.distributed backend."""
+    """A kind of device. A plugin registers a factory, ``register_backends(register)`` calling
+    ``register("name", factory)``; ``factory()`` takes no arguments and returns a Backend whose
+    ``name`` equals the registered name. Building one must be cheap and must not fail on a machine
+    without the device: ``is_available()`` says whether it can run here, and only then are the
+    other methods called.
+
+    ``priority`` orders the choice of ``auto``: the available backend with the highest priority
+    wins (cpu 0, mps 50, cuda 100). ``distributed_backend`` names the torch.distributed backend
+    (gloo, nccl). ``default_precision()`` must be one of ``supported_precisions()``; ``autocast``
+    of each supported precision must run a matmul on ``device()``, and of any other precision must
+    raise ValueError or BackendUnavailableError saying so. ``memory_stats()`` returns ints (bytes),
+    ``peak_flops()`` a positive number or None. The conformance suite checks each point."""
 
     name: ClassVar[str]
     priority: ClassVar[int] = 0

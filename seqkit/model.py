@@ -19,14 +19,23 @@ from torch import Tensor, nn
 from seqkit.blame import exception_line
 from seqkit.config import Component, ModelConfig
 from seqkit.contracts import CACHE_BATCH, check_cache
-from seqkit.errors import ConfigError, PluginCodeError, SeqkitError
+from seqkit.errors import ConfigError, PluginCodeError, PluginError, SeqkitError
 from seqkit.interfaces import MODEL_KINDS, Cache, Decoder, Encoder, EncoderOutput
 from seqkit.plugins import PluginManager, Registration
 
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the data decides: vocabulary sizes, feature width, number of outputs."""
+    """What the data decides: vocabulary sizes, feature width, number of outputs. A task's
+    ``model_shape()`` returns one; ``kind`` must equal the task's ``model_kind``.
+
+    Fields each kind needs (others are ignored; leave them None):
+      seq2seq         source_vocab or source_features, target_vocab
+      language_model  target_vocab
+      classifier      source_vocab or source_features, num_outputs = the number of classes (>= 2)
+      regressor       source_vocab or source_features, num_outputs = values per example (>= 1)
+    Vocabulary sizes count the 4 special tokens (ids 0-3: pad, bos, eos, unk).
+    """
 
     kind: str
     source_vocab: int | None = None  # token sources; None with source_features
@@ -34,6 +43,52 @@ class ModelShape:
     target_vocab: int | None = None  # seq2seq and language models
     num_outputs: int | None = None  # classes of a classifier, values of a regressor
     pad_id: int = 0
+
+    def problem(self) -> str | None:
+        """What is wrong with this shape for its kind, in a few words naming the field, or None."""
+        if self.kind not in MODEL_KINDS:
+            return f"kind {self.kind!r} is not one of {', '.join(MODEL_KINDS)}"
+        for name in ("source_vocab", "source_features", "target_vocab", "num_outputs"):
+            value = getattr(self, name)
+            if value is not None and (not _is_int(value) or value < 1):
+                return f"{name} must be a positive integer or None, got {value!r}"
+        needs_encoder, needs_decoder = _NEEDS[self.kind]
+        if needs_encoder and self.source_vocab is None and self.source_features is None:
+            return (f"a {self.kind} needs source_vocab (token sources) or source_features (float "
+                    "feature sources), got neither")
+        if needs_decoder and self.target_vocab is None:
+            return f"a {self.kind} needs target_vocab (the target vocabulary size), got None"
+        if self.kind in ("classifier", "regressor"):
+            least, what = ((2, "the number of classes") if self.kind == "classifier"
+                           else (1, "values per example"))
+            if self.num_outputs is None or self.num_outputs < least:
+                hint = (f" (target_vocab={self.target_vocab!r} is for token targets: put the class "
+                        f"count in num_outputs)" if self.target_vocab is not None else "")
+                return (f"a {self.kind} needs num_outputs = {what} (at least {least}), "
+                        f"got {self.num_outputs!r}{hint}")
+        return None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def task_model_shape(task, who: str) -> ModelShape:
+    """``task.model_shape()``, checked: a ModelShape, of the task's ``model_kind``, with the fields
+    its kind needs. ``who`` names the task ("plugin P, task 'x'"). Raises a one-line PluginError
+    naming the field; call this, not ``task.model_shape()``, wherever a model is built."""
+    shape = task.model_shape()
+    if not isinstance(shape, ModelShape):
+        raise PluginError(f"{who}: model_shape() returned a {type(shape).__name__}, not a "
+                          "seqkit.ModelShape")
+    model_kind = getattr(task, "model_kind", None)
+    if model_kind != shape.kind:
+        raise PluginError(f"{who}: model_shape().kind is {shape.kind!r} but the task's model_kind is "
+                          f"{model_kind!r}; they must agree")
+    problem = shape.problem()
+    if problem is not None:
+        raise PluginError(f"{who}: model_shape(): {problem}")
+    return shape
 
 
 class TokenEmbedding(nn.Module):
@@ -141,8 +196,14 @@ _NEEDS = {  # kind -> (needs encoder, needs decoder)
 
 def build_model(config: ModelConfig, shape: ModelShape, manager: PluginManager) -> SeqModel:
     """The model described by ``[model]`` for data of ``shape``; errors name the key path."""
+    if not isinstance(shape, ModelShape):
+        raise PluginError(f"the task's model_shape() returned a {type(shape).__name__}, not a "
+                          "seqkit.ModelShape")
     if shape.kind not in MODEL_KINDS:
         raise ConfigError(f"unknown model kind {shape.kind!r}; expected one of {', '.join(MODEL_KINDS)}")
+    problem = shape.problem()
+    if problem is not None:  # without this, a wrong field is an opaque torch error further on
+        raise PluginError(f"the task's model_shape(): {problem}")
     needs_encoder, needs_decoder = _NEEDS[shape.kind]
     for part, needed, component in (("encoder", needs_encoder, config.encoder),
                                     ("decoder", needs_decoder, config.decoder)):

@@ -19,7 +19,7 @@ import torch
 
 from seqkit.config import RunConfig, locate_error
 from seqkit.convert import did_you_mean
-from seqkit.errors import BackendUnavailableError, ConfigError, PluginCodeError, SeqkitError
+from seqkit.errors import BackendUnavailableError, ConfigError, PluginCodeError, PluginError, SeqkitError
 from seqkit.plugins import PluginManager
 
 # What evaluation reports besides the task's own metrics, by model kind (seqkit.evaluate).
@@ -101,22 +101,34 @@ def _check(config: RunConfig, manager: PluginManager) -> Estimate:
 
 def metric_names(task: Any, has_valid: bool) -> list[str] | None:
     """The names ``train.best_metric`` may take for ``task``: the core's metrics of its model kind
-    and the task's ``metric_names``; with no valid split the trainer evaluates on train and also
-    knows them as ``train_<name>``. None when the task does not declare its metric names."""
-    own = getattr(type(task), "metric_names", None)
-    if own is None or task.model_kind not in CORE_METRICS:
+    and the task's declared ones (``metric_directions()``, and a legacy ``metric_names``); with no
+    valid split the trainer evaluates on train and also knows them as ``train_<name>``. None for a
+    model kind seqkit does not know."""
+    if task.model_kind not in CORE_METRICS:
         return None
-    names = list(dict.fromkeys([*CORE_METRICS[task.model_kind], *own]))
+    declared = task.metric_directions() if hasattr(task, "metric_directions") else {}
+    legacy = getattr(type(task), "metric_names", None) or ()
+    names = list(dict.fromkeys([*CORE_METRICS[task.model_kind], *declared, *legacy]))
     return names if has_valid else [*names, *(f"train_{n}" for n in names)]
 
 
 def _check_best_metric(config: RunConfig, task: Any) -> None:
+    """``train.best_metric`` is a metric the task reports, and its direction (higher or lower is
+    better) is declared: the best checkpoint is never picked by a guess."""
+    from seqkit.evaluate import metric_direction
+
     names = metric_names(task, "valid" in task.splits())
     wanted = config.train.best_metric
-    if names is None or wanted in names:
-        return
-    raise ConfigError(f"train.best_metric: {wanted!r} is not a metric of task {config.task.name!r}"
-                      f"{did_you_mean(wanted, names)}; available: {', '.join(names)}")
+    if names is not None and wanted not in names:
+        raise ConfigError(f"train.best_metric: {wanted!r} is not a metric of task {config.task.name!r}"
+                          f"{did_you_mean(wanted, names)}; available: {', '.join(names)}")
+    try:
+        metric_direction(wanted, task)
+    except ConfigError:
+        raise ConfigError(f"train.best_metric: {wanted!r}: task {config.task.name!r} does not declare "
+                          "whether higher or lower is better (its metric_directions() lacks it)") from None
+    except PluginError as exc:
+        raise PluginError(f"task {config.task.name!r}: {str(exc).partition(': ')[2]}") from None
 
 
 # -- data ---------------------------------------------------------------------------------------

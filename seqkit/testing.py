@@ -1,19 +1,21 @@
-"""The conformance suite: checks any registered encoder or decoder against the contract.
+"""The conformance suite: checks any registered encoder, decoder, task or backend against the
+contract.
 
 A plugin author runs it on their own components (``seqkit plugins check NAME``, or
 ``run_conformance(manager, plugin=NAME)`` from their tests); seqkit's own tests run it over every
 registered component. Each check raises AssertionError with what differed; small sizes, CPU, fp32.
 
-Checks per encoder: shapes, padding invariance, safetensors round trip.
-Per decoder: shapes, causality, incremental == full, cache reorder == recompute, round trip
-(with enc=None when the decoder supports language modelling).
+Checks per encoder: shapes, padding invariance, safetensors round trip, gradients as a classifier.
+Per decoder: shapes, causality, incremental == full, cache reorder == recompute, round trip,
+gradients (with enc=None when the decoder supports language modelling).
 Per encoder x decoder pair: incremental == full, source padding invariance through the decoder,
-cache reorder, and a tiny seq2seq model that overfits one fixed batch.
+cache reorder, gradients, and a tiny seq2seq model that overfits one fixed batch.
+Per task: seqkit.testing_tasks. Per backend: seqkit.testing_backends. Gradients (the distributed
+rule): seqkit.testing_gradients. Which checks run, and with which counterparts: seqkit.testing_suite.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -47,7 +49,7 @@ class Check:
 @dataclass
 class Outcome:
     check: Check
-    status: str  # passed | failed | unsupported
+    status: str  # passed | failed | unsupported | warning
     detail: str = ""
 
 
@@ -281,48 +283,38 @@ def overfit(dec: Registration, enc: Registration) -> None:
                          f"steps, less than {OVERFIT_DROP:.0%}")
 
 
-# -- the suite ----------------------------------------------------------------------------------
+# -- the suite (assembled in seqkit.testing_suite, with the task, backend and gradient checks) ----
 
 ENCODER_CHECKS = [encoder_shapes, encoder_padding_invariance, round_trip]
 DECODER_CHECKS = [decoder_shapes, decoder_causality, decoder_incremental, decoder_reorder]
 PAIR_CHECKS = [decoder_incremental, decoder_reorder, source_padding_invariance, overfit]
 
 
-def conformance_checks(manager: PluginManager, plugin: str | None = None) -> Iterator[Check]:
-    """Every check for the components of ``plugin`` (all plugins when None), paired with every
-    registered counterpart."""
-    encoders, decoders = manager.registrations("encoder"), manager.registrations("decoder")
+def conformance_checks(manager: PluginManager, plugin: str | None = None,
+                       counterparts: list[Registration] | None = None) -> Iterator[Check]:
+    """Every check for the components of ``plugin`` (all plugins when None): encoders, decoders,
+    tasks and backends alone, and each encoder or decoder paired with the registered counterparts
+    (only those in ``counterparts`` when given)."""
+    from seqkit.testing_suite import conformance_checks as checks
 
-    def mine(reg: Registration) -> bool:
-        return plugin is None or reg.plugin == plugin
-
-    def label(reg: Registration) -> str:  # plugin:name where two plugins register the name
-        return reg.qualified_name if reg.qualified_name in manager.names(reg.kind) else reg.name
-
-    for enc in filter(mine, encoders):
-        for check in ENCODER_CHECKS:
-            yield Check(check.__name__, f"encoder {label(enc)}", lambda c=check, e=enc: c(e))
-    for dec in filter(mine, decoders):
-        yield Check("round_trip", f"decoder {label(dec)}", lambda d=dec: round_trip(d))
-        for check in DECODER_CHECKS:
-            yield Check(check.__name__, f"decoder {label(dec)} (language model)",
-                        lambda c=check, d=dec: c(d, None))
-    for enc, dec in itertools.product(encoders, decoders):
-        if mine(enc) or mine(dec):
-            for check in PAIR_CHECKS:
-                yield Check(check.__name__, f"encoder {label(enc)} + decoder {label(dec)}",
-                            lambda c=check, e=enc, d=dec: c(d, e))
+    return checks(manager, plugin, counterparts)
 
 
 def run_check(check: Check) -> Outcome:
     """Run one check on one thread: the models are tiny, and more threads only wait on each
-    other (20x slower seen on a loaded 2-core machine)."""
+    other (20x slower seen on a loaded 2-core machine). A check that finds parameters without a
+    gradient is a "warning" (see seqkit.testing_gradients), one that declines a feature
+    "unsupported"."""
+    from seqkit.testing_gradients import NoGradient
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         check.run()
     except Unsupported as exc:
         return Outcome(check, "unsupported", str(exc))
+    except NoGradient as exc:
+        return Outcome(check, "warning", str(exc))
     except Exception as exc:  # a crashing component fails its check, the suite goes on
         text = str(exc).splitlines()[0] if str(exc) else ""
         return Outcome(check, "failed", f"{type(exc).__name__}: {text}" if not isinstance(
@@ -333,8 +325,12 @@ def run_check(check: Check) -> Outcome:
 
 
 def run_conformance(manager: PluginManager, plugin: str | None = None) -> list[Outcome]:
-    """Run every check for ``plugin`` (or all plugins); see ``conformance_checks``."""
-    return [run_check(check) for check in conformance_checks(manager, plugin)]
+    """Run every check for ``plugin`` (or all plugins), pairing its encoders and decoders only with
+    healthy counterparts (see ``seqkit.testing_suite.check_plugin``, which also says what it
+    skipped)."""
+    from seqkit.testing_suite import check_plugin
+
+    return check_plugin(manager, plugin).outcomes
 
 
 __all__ = ["Check", "Outcome", "Unsupported", "conformance_checks", "run_check", "run_conformance"]

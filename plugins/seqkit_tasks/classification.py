@@ -24,6 +24,7 @@ from seqkit_tasks.common import (
     token_strings,
     token_tensor,
     train_tokenizer,
+    write_samples,
 )
 
 
@@ -49,7 +50,14 @@ class ClassificationTask(Task):
     """Labels are strings (numbers in JSON Lines are read as their text), indexed in sorted order."""
 
     model_kind = "classifier"
-    metric_names = ("accuracy",)
+
+    def metric_directions(self) -> dict[str, str]:
+        return {"accuracy": "higher"}
+
+    @classmethod
+    def sample_options(cls, folder: Path) -> dict[str, Any]:
+        lines = ["a good film\tpos", "a bad film\tneg", "good acting\tpos", "bad plot\tneg"]
+        return write_samples(folder, ".tsv", lines)
 
     def __init__(self, config: ClassificationConfig):
         self.config = config

@@ -50,6 +50,17 @@ def split_path(config: Any, split: str) -> Path:
     return path
 
 
+def write_samples(folder: Path, suffix: str, lines: list[str]) -> dict[str, Path]:
+    """The same few lines as each split's file ``folder/<split><suffix>``, for ``sample_options``
+    (the conformance suite's small working task): {"train": path, "valid": path, "test": path}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split in SPLITS:
+        paths[split] = folder / f"{split}{suffix}"
+        paths[split].write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return paths
+
+
 def configured_splits(config: Any) -> list[str]:
     """The splits with a file in the config, in the order train, valid, test."""
     return [split for split in SPLITS if getattr(config, split) is not None]

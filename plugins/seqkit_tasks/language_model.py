@@ -23,6 +23,7 @@ from seqkit_tasks.common import (
     text_of,
     token_strings,
     train_tokenizer,
+    write_samples,
 )
 
 
@@ -48,7 +49,14 @@ class LanguageModelTask(Task):
     loss and perplexity."""
 
     model_kind = "language_model"
-    metric_names = ()  # the core's loss, ppl and token_accuracy
+
+    def metric_directions(self) -> dict[str, str]:
+        return {}  # metrics() adds nothing to the core's loss, ppl and token_accuracy
+
+    @classmethod
+    def sample_options(cls, folder: Path) -> dict[str, Any]:
+        lines = ["the cat sat on the mat", "a dog ran", "the end"]
+        return {**write_samples(folder, ".txt", lines), "tokenizer": "char"}
 
     def __init__(self, config: LanguageModelConfig):
         self.config = config

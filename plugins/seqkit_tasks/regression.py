@@ -15,7 +15,7 @@ from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import PAD, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_float_sequences
-from seqkit_tasks.common import SPLITS, check_at_least, configured_splits, split_path
+from seqkit_tasks.common import SPLITS, check_at_least, configured_splits, split_path, write_samples
 
 
 @dataclass
@@ -42,7 +42,14 @@ class RegressionTask(Task):
     split's mean and standard deviation when ``standardize`` (``decode`` undoes it)."""
 
     model_kind = "regressor"
-    metric_names = ("mse", "mae", "r2")
+
+    def metric_directions(self) -> dict[str, str]:
+        return {"mse": "lower", "mae": "lower", "r2": "higher"}
+
+    @classmethod
+    def sample_options(cls, folder: Path) -> dict[str, Any]:
+        """Rows of target, then one feature per step (features = outputs = 1)."""
+        return write_samples(folder, ".csv", ["0.5,1,2,3", "1.5,2,1", "-1,0.5,0.25,4,2"])
 
     def __init__(self, config: RegressionConfig):
         self.config = config

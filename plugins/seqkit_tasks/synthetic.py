@@ -63,7 +63,9 @@ class SyntheticTask(Task):
     """The shared machinery; a subclass names the task and defines ``transform``."""
 
     model_kind = "seq2seq"
-    metric_names = ("exact_match",)
+
+    def metric_directions(self) -> dict[str, str]:
+        return {"exact_match": "higher"}
     name: ClassVar[str]
 
     def __init__(self, config: SyntheticConfig):

@@ -26,6 +26,7 @@ from seqkit_tasks.common import (
     token_strings,
     token_tensor,
     train_tokenizer,
+    write_samples,
 )
 
 
@@ -60,7 +61,14 @@ class TranslationTask(Task):
     """Pairs of texts; the source and target tokenizers are trained on the train split."""
 
     model_kind = "seq2seq"
-    metric_names = ("exact_match", "bleu", "chrf")
+
+    def metric_directions(self) -> dict[str, str]:
+        return {"exact_match": "higher", "bleu": "higher", "chrf": "higher"}
+
+    @classmethod
+    def sample_options(cls, folder: Path) -> dict[str, Any]:
+        lines = ["hello world\thallo welt", "good morning\tguten morgen", "thank you\tdanke"]
+        return {**write_samples(folder, ".tsv", lines), "tokenizer": "word"}
 
     def __init__(self, config: TranslationConfig):
         self.config = config

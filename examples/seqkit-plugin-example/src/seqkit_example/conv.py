@@ -6,47 +6,14 @@ zeroed before every convolution, so a padded position looks exactly like the zer
 pads a sequence's ends with: extra padding never changes a real position's output.
 """
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch.nn.functional as F
-from seqkit import ConfigError
 from seqkit.interfaces import Encoder, EncoderOutput
 from torch import Tensor, nn
 
-ACTIVATIONS = ("glu", "gelu")
+from .options import ACTIVATIONS, ConvEncoderConfig, check_conv_config
 
+__all__ = ["ACTIVATIONS", "ConvBlock", "ConvEncoder", "ConvEncoderConfig"]
 
-@dataclass
-class ConvEncoderConfig:
-    """``[model.encoder]`` of the ``conv`` encoder."""
-
-    layers: int = 4
-    kernel_size: int = 5  # odd, so each output sits at the centre of its window
-    activation: Literal["glu", "gelu"] = "glu"  # glu: the convolution makes 2*D channels, half gate
-    dropout: float = 0.1  # on each convolution's output, in training only
-
-    def __post_init__(self):
-        check_config(self)  # so `seqkit config check` reports a bad option with its file and line
-
-
-def check_config(config: ConvEncoderConfig) -> None:
-    """Raise ConfigError naming the first invalid field."""
-    if not _is_int(config.layers) or config.layers < 1:
-        raise ConfigError(f"must be an integer >= 1, got {config.layers!r}", key="layers")
-    if not _is_int(config.kernel_size) or config.kernel_size < 1 or config.kernel_size % 2 == 0:
-        # an even window has no centre: "same" padding would shift outputs by half a position
-        raise ConfigError(f"must be an odd integer >= 1, got {config.kernel_size!r}", key="kernel_size")
-    if config.activation not in ACTIVATIONS:
-        choices = ", ".join(repr(a) for a in ACTIVATIONS)
-        raise ConfigError(f"must be one of {choices}, got {config.activation!r}", key="activation")
-    dropout = config.dropout
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ConfigError(f"must be a number in [0, 1), got {dropout!r}", key="dropout")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class ConvBlock(nn.Module):
@@ -74,7 +41,7 @@ class ConvEncoder(Encoder):
 
     def __init__(self, config: ConvEncoderConfig, d_model: int):
         super().__init__()
-        check_config(config)  # again: fields may have been set after the config was made
+        check_conv_config(config)  # again: fields may have been set after the config was made
         self.d_model = d_model
         self.blocks = nn.ModuleList(
             ConvBlock(d_model, config.kernel_size, config.activation, config.dropout)

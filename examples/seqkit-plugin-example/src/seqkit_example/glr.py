@@ -19,33 +19,15 @@ Cache (every tensor batch-first, so the generic ``index_select`` reorder works):
 """
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from seqkit import ConfigError
 from seqkit.interfaces import Decoder, EncoderOutput
 from torch import Tensor, nn
 
+from .options import GLRDecoderConfig, check_glr_config
 
-@dataclass
-class GLRDecoderConfig:
-    """``[model.decoder]`` of the ``glr`` decoder."""
-
-    layers: int = 2
-    dropout: float = 0.1  # on each layer's output, in training only
-
-    def __post_init__(self):
-        check_config(self)  # so `seqkit config check` reports a bad option with its file and line
-
-
-def check_config(config: GLRDecoderConfig) -> None:
-    """Raise ConfigError naming the first invalid field."""
-    if isinstance(config.layers, bool) or not isinstance(config.layers, int) or config.layers < 1:
-        raise ConfigError(f"must be an integer >= 1, got {config.layers!r}", key="layers")
-    dropout = config.dropout
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ConfigError(f"must be a number in [0, 1), got {dropout!r}", key="dropout")
+__all__ = ["GLRDecoder", "GLRDecoderConfig", "GLRLayer", "gated_recurrence"]
 
 
 def gated_recurrence(gate_logits: Tensor, values: Tensor, state: Tensor) -> Tensor:
@@ -134,7 +116,7 @@ class GLRDecoder(Decoder):
 
     def __init__(self, config: GLRDecoderConfig, d_model: int):
         super().__init__()
-        check_config(config)  # again: fields may have been set after the config was made
+        check_glr_config(config)  # again: fields may have been set after the config was made
         self.d_model = d_model
         self.layers = nn.ModuleList(GLRLayer(d_model, config.dropout) for _ in range(config.layers))
         self.ln_f = nn.LayerNorm(d_model)  # the residual stream grows with depth; the head wants unit scale
