@@ -3,10 +3,11 @@
 Library code never prints; it calls these. ``seqkit.progress.ConsoleProgress`` turns them into
 terminal output, a test or a notebook can pass its own. A run calls, in order:
 
-    phase("checking the config", None) ... phase("checking the config", 1.2)   long silent work
+    phase("checking the config", "started", None)                             long silent work
+    phase("checking the config", "finished", 1.2)    (or "failed": an exception follows)
     started(RunInfo)                                                          once, before step 1
     step(step, total, loss, tokens_per_s, lr)                                 every step
-    phase("evaluating on valid", None) ... evaluated(step, metrics)           every eval_every
+    phase("evaluating on valid", ...) ... evaluated(step, metrics)            every eval_every
     message(text)                                                             anything else
 
 A callback that takes fewer positional arguments than ``step`` offers gets the first ones: the
@@ -55,14 +56,14 @@ class Events:
 
     ``step`` gets (step, total, loss, tokens per second, learning rate) -- or only the first four
     when it takes four; ``evaluated`` gets (step, metrics); ``message`` a line of text;
-    ``started`` a :class:`RunInfo` before the first step; ``phase`` (name, None) when a long
-    silent phase starts and (name, seconds) when it ends."""
+    ``started`` a :class:`RunInfo` before the first step; ``phase`` (name, "started", None) when
+    a long silent phase starts and (name, "finished" or "failed", seconds) when it ends."""
 
     step: Callable[..., None] = _ignore
     evaluated: Callable[[int, dict[str, float]], None] = _ignore
     message: Callable[[str], None] = _ignore
     started: Callable[[RunInfo], None] = _ignore
-    phase: Callable[[str, float | None], None] = _ignore
+    phase: Callable[[str, str, float | None], None] = _ignore
 
     def __post_init__(self) -> None:
         self._step_arguments = _positional_capacity(self.step)
@@ -73,14 +74,16 @@ class Events:
 
     @contextlib.contextmanager
     def timed(self, name: str) -> Iterator[None]:
-        """``phase(name, None)`` now and ``phase(name, seconds)`` when the block ends (also when it
-        raises: the user sees how far it got)."""
-        self.phase(name, None)
+        """``phase(name, "started", None)`` now and ``phase(name, "finished", seconds)`` when the
+        block ends, or ``phase(name, "failed", seconds)`` when it raises."""
+        self.phase(name, "started", None)
         started = time.perf_counter()
         try:
             yield
-        finally:
-            self.phase(name, time.perf_counter() - started)
+        except BaseException:
+            self.phase(name, "failed", time.perf_counter() - started)
+            raise
+        self.phase(name, "finished", time.perf_counter() - started)
 
     @classmethod
     def of(cls, *reporters: Any) -> Events:

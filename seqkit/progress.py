@@ -11,8 +11,10 @@ first step comes a header (model kind, parameters, device, precision, data and v
 run folder, resume point), and each long silent phase (checking the config, fitting the task,
 encoding data, evaluation, test decoding) is shown as it starts and with its duration as it ends.
 
-The ETA divides the steps left by the rate of the last ``window`` seconds of training, not counting
-time spent in phases (evaluation) or before the first step (start-up, compilation).
+In a pipe, the lines of the phases before the header come with it, so that a run refused at
+start-up writes nothing but its error. The ETA divides the steps left by the rate of the last
+``window`` seconds of training, not counting time spent in phases (evaluation) or before the
+first step (start-up, compilation).
 
 ``seqkit.train(..., progress=True)`` uses it; so does ``seqkit run``. It never writes to stdout.
 """
@@ -35,7 +37,8 @@ class ConsoleProgress:
     ``stream.isatty()`` says. Pass it as ``seqkit.train(config, progress=ConsoleProgress())``."""
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float = 10.0,
-                 refresh: float = 0.1, window: float = 30.0, clock=time.monotonic):
+                 refresh: float = 0.1, window: float = 30.0, hold_startup: bool = True,
+                 clock=time.monotonic):
         self.stream = stream if stream is not None else sys.stderr
         self.tty = is_terminal(self.stream) if tty is None else tty
         self.interval = interval  # seconds between plain lines (not a terminal)
@@ -50,29 +53,43 @@ class ConsoleProgress:
         self.open_line = ""  # the terminal line being rewritten (bar and running phase)
         self.bar = ""  # the bar, while training is under way
         self.status = ""  # the phase running, shown after the bar
+        # not a terminal: lines of the phases before the header wait for it, so that a run refused
+        # at start-up (a bad config, a missing file) leaves its error as the only line
+        self.held: list[str] | None = [] if hold_startup and not self.tty else None
 
     # -- events ----------------------------------------------------------------------------------
 
     def started(self, info: RunInfo) -> None:
         self._begin()
-        for line in header(info):
+        held, self.held = self.held or [], None
+        for line in [*held, *header(info)]:
             self._line(line)
 
-    def phase(self, name: str, seconds: float | None) -> None:
+    def phase(self, name: str, state: str, seconds: float | None = None) -> None:
+        """``state``: "started", "finished" (after ``seconds``) or "failed" (an error follows,
+        said by whoever catches it)."""
         self._begin()
-        if seconds is None:
+        if state == "started":
             self.phase_started[name] = self.clock()
             self.status = f"{name} ..."
             if self.tty:
                 self._redraw()
-            else:
+            elif self.held is None:
                 self._line(self.status)
             return
         started = self.phase_started.pop(name, None)
         if started is not None:
             self.paused += self.clock() - started
         self.status = ""
-        self._line(f"{name}: {format_seconds(seconds)}")
+        if state != "finished":
+            if self.tty:
+                self._redraw()  # the running phase's line goes; the error takes its place
+            return
+        line = f"{name}: {format_seconds(seconds or 0.0)}"
+        if self.held is not None:
+            self.held.append(line)
+        else:
+            self._line(line)
 
     def step(self, step: int, total: int, loss: float, tokens_per_s: float, lr: float | None = None) -> None:
         self._begin()

@@ -48,9 +48,9 @@ INFO = RunInfo(backend="cpu", device="cpu (test)", precision="fp32", parameters=
 def test_terminal_rewrites_one_line_with_every_field_and_an_eta_from_the_recent_rate():
     stream, clock = FakeTerminal(), Clock()
     progress = ConsoleProgress(stream, clock=clock, refresh=0.0)
-    progress.phase("encoding data", None)
+    progress.phase("encoding data", "started")
     clock.now += 5
-    progress.phase("encoding data", 5.0)
+    progress.phase("encoding data", "finished", 5.0)
     progress.started(INFO)
     clock.now += 60  # start-up before the first step (compilation, ...): not in the ETA
     for step in range(1, 11):
@@ -76,9 +76,9 @@ def test_terminal_eta_leaves_out_time_spent_in_phases():
     for step in range(1, 5):
         clock.now += 1.0
         progress.step(step, 10, 1.0, 10.0, 0.1)
-    progress.phase("evaluating on valid", None)
+    progress.phase("evaluating on valid", "started")
     clock.now += 30
-    progress.phase("evaluating on valid", 30.0)
+    progress.phase("evaluating on valid", "finished", 30.0)
     progress.evaluated(4, {"loss": 0.5, "bleu": 12.25})
     clock.now += 1.0
     progress.step(5, 10, 1.0, 10.0, 0.1)
@@ -92,8 +92,8 @@ def test_terminal_last_step_stays_and_what_follows_goes_below():
     progress = ConsoleProgress(stream, refresh=0.0)
     progress.step(1, 2, 1.0, 10.0, 0.1)
     progress.step(2, 2, 0.9, 10.0, 0.1)
-    progress.phase("evaluating on test", None)
-    progress.phase("evaluating on test", 0.5)
+    progress.phase("evaluating on test", "started")
+    progress.phase("evaluating on test", "finished", 0.5)
     lines = stream.getvalue().split("\n")
     assert any("2/2" in line and "ETA 0:00" in line for line in lines[:-1])  # the bar ended with a newline
     assert lines[-2].endswith("evaluating on test: 0.50 s")
@@ -103,8 +103,8 @@ def test_pipe_gets_plain_periodic_lines_with_the_same_fields_and_the_last_step()
     stream, clock = io.StringIO(), Clock()
     progress = ConsoleProgress(stream, clock=clock, interval=10.0)
     progress.started(INFO)
-    progress.phase("evaluating on valid", None)
-    progress.phase("evaluating on valid", 0.25)
+    progress.phase("evaluating on valid", "started")
+    progress.phase("evaluating on valid", "finished", 0.25)
     for step in range(1, 101):
         clock.now += 0.5
         progress.step(step, 100, 2.0, 50.0, 0.01)
@@ -117,6 +117,45 @@ def test_pipe_gets_plain_periodic_lines_with_the_same_fields_and_the_last_step()
         assert re.search(r"loss 2\.0000  lr 0\.01  (2|-) steps/s  50 tok/s  elapsed \d+:\d\d  ETA", line)
     assert "evaluating on valid ...\n" in text and "evaluating on valid: 0.25 s\n" in text
     assert "resuming" not in text and "steps: 100" in text
+
+
+def test_pipe_holds_start_up_phases_for_the_header_and_a_failed_phase_leaves_no_line():
+    stream = io.StringIO()
+    progress = ConsoleProgress(stream)
+    progress.phase("checking the config", "started")
+    progress.phase("checking the config", "finished", 2.5)
+    progress.phase("encoding data", "started")
+    assert stream.getvalue() == ""  # a start-up error would be the only line
+    progress.phase("encoding data", "finished", 1.0)
+    progress.started(INFO)
+    lines = stream.getvalue().splitlines()
+    assert lines[:3] == ["checking the config: 2.5 s", "encoding data: 1.0 s", "training a seq2seq model "
+                                                                               "of 12,345 parameters"]
+    progress.phase("evaluating on test", "started")
+    progress.phase("evaluating on test", "failed", 3.0)
+    assert stream.getvalue().splitlines()[-1] == "evaluating on test ..."
+    refused = io.StringIO()
+    ConsoleProgress(refused).phase("checking the config", "failed", 0.1)
+    assert refused.getvalue() == ""
+
+
+def test_terminal_erases_a_failed_phase_so_the_error_takes_its_line():
+    stream = FakeTerminal()
+    progress = ConsoleProgress(stream)
+    progress.phase("checking the config", "started")
+    progress.phase("checking the config", "failed", 0.2)
+    assert stream.getvalue() == "\r\033[Kchecking the config ...\r\033[K"
+
+
+def test_seqkit_run_refused_at_start_up_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    config = write_config(tmp_path)
+    result = CliRunner().invoke(cli, ["run", str(config), "--set", "model.d_model=0"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("seqkit: error: ") and "d_model" in result.stderr
 
 
 def test_header_names_the_resume_point():
@@ -150,7 +189,7 @@ def test_train_shows_header_phases_and_steps_on_a_given_stream_and_never_on_stdo
     seqkit.train(tiny(), out=tmp_path / "run", events=events,
                  progress=ConsoleProgress(stream, interval=0.0), samples=1)
     text = stream.getvalue()
-    for expected in ("checking the config ...", "task.fit on train", "encoding data: ",
+    for expected in ("checking the config: ", "task.fit on train", "encoding data: ",
                      "training a seq2seq model of", "data: train 32 examples", "vocabulary: source",
                      "run folder: ", "step 6/6  loss", "evaluating on valid: ", "eval @ 3: loss",
                      "loading the best model: ", "encoding test: ", "evaluating on test (loss, decoding 8"):
@@ -197,3 +236,42 @@ def test_bad_progress_or_events_is_a_config_error(tmp_path, value):
         seqkit.train(tiny(2), out=tmp_path / "run", progress=value)
     with pytest.raises(ConfigError, match=r"^events: must be"):
         seqkit.train(tiny(2), out=tmp_path / "run", events=value)
+
+
+def write_config(tmp_path) -> Path:
+    import tomli_w
+
+    path = tmp_path / "tiny.toml"
+    path.write_text(tomli_w.dumps(tiny(4)), encoding="utf-8")
+    return path
+
+
+def test_seqkit_run_shows_header_phases_and_fields_on_stderr_and_keeps_stdout_clean(tmp_path):
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    result = CliRunner().invoke(cli, ["run", str(write_config(tmp_path)), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    for expected in ("checking the config: ", "task.fit on train", "encoding data: ",
+                     "training a seq2seq model of", "backend cpu, device cpu", "data: train 32 examples",
+                     "vocabulary: source", "eval @ 3: loss", "evaluating on valid: ", "encoding test: ",
+                     "evaluating on test (loss, decoding 8 examples): "):
+        assert expected in result.stderr, expected
+    assert re.search(r"step 4/4  loss \d\.\d{4}  lr [\d.e-]+  [\d.]+ steps/s  [\d,]+ tok/s  "
+                     r"elapsed \d+:\d\d  ETA 0:00", result.stderr), result.stderr
+    assert "\r" not in result.stderr  # not a terminal: plain lines
+    assert "loss" not in result.stdout.partition("test: ")[0]  # results only: no progress line
+    assert "evaluating" not in result.stdout and "training a" not in result.stdout
+    assert "run folder: " in result.stdout and result.stdout.rstrip().splitlines()[-1].startswith("test: ")
+
+
+def test_seqkit_train_shows_progress_too(tmp_path):
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", str(write_config(tmp_path)), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "training a seq2seq model" in result.stderr and "step 4/4" in result.stderr
+    assert result.stdout.startswith("run folder: ") and len(result.stdout.splitlines()) == 1

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
@@ -29,39 +27,6 @@ nproc_option = click.option("--nproc", metavar="N",
                                  "Each step then takes N times the batches.")
 
 
-class TerminalEvents:
-    """Progress on stderr: a line rewritten in place with step, loss and tokens/s."""
-
-    def __init__(self):
-        self.last = 0.0
-        self.tty = sys.stderr.isatty()
-
-    def step(self, step: int, total: int, loss: float, rate: float) -> None:
-        now = time.monotonic()
-        if step != total and now - self.last < (0.2 if self.tty else 10.0):
-            return
-        self.last = now
-        width = 30
-        filled = width * step // max(total, 1)
-        bar = "#" * filled + "." * (width - filled)
-        line = f"[{bar}] step {step}/{total} loss {loss:.4f} {rate:,.0f} tok/s"
-        click.echo(("\r" + line) if self.tty else line, err=True, nl=not self.tty)
-
-    def evaluated(self, step: int, metrics: dict[str, float]) -> None:
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int))
-        click.echo(("\n" if self.tty else "") + f"eval @ {step}: {shown}", err=True)
-
-    def message(self, text: str) -> None:
-        click.echo(("\n" if self.tty else "") + text, err=True)
-
-
-def _events():
-    from seqkit.trainer import Events
-
-    terminal = TerminalEvents()
-    return Events(step=terminal.step, evaluated=terminal.evaluated, message=terminal.message)
-
-
 def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart: bool = False):
     from seqkit.api import train
     from seqkit.cli import plugin_manager
@@ -69,7 +34,9 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
 
     main = launched_rank() == 0
     try:
-        return train(config, out=out, overrides=overrides, events=_events() if main else None,
+        # progress on stderr (a line rewritten in place on a terminal, plain lines in a pipe),
+        # from rank 0 alone; stdout keeps the results
+        return train(config, out=out, overrides=overrides, progress=main,
                      manager=plugin_manager(ctx), test=test, restart=restart)
     except Exception as exc:  # under --nproc: one line for the run, written for the launcher
         errors = os.environ.get(RANK_ERRORS)
