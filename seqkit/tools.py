@@ -35,12 +35,8 @@ def average_checkpoints(paths: list[Path], out: Path) -> Path:
 
 
 def plot_run(run: Path, out: Path | None = None) -> Path:
-    """Training loss and every evaluation metric against steps, one panel each, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """The run's curves as a PNG about 1200 px wide (``curves_figure``): loss, every evaluation
+    metric, learning rate and throughput against steps, the best checkpoint's step marked."""
     run = Path(run)
     if not run.exists():
         raise SeqkitError(f"{run}: no such run folder")
@@ -50,30 +46,104 @@ def plot_run(run: Path, out: Path | None = None) -> Path:
     _check_folder_of(out)
     folder = RunFolder(run)
     records = folder.read_metrics()
-    if not records:
+    if not _series(records):
         raise SeqkitError(f"{folder.metrics}: no metrics to plot (has the run started?)")
-    train = [r for r in records if "eval" not in r and _number(r.get("loss"))]
-    evals = [r for r in records if "eval" in r]
-    names = sorted({k for r in evals for k, v in r.items() if k not in ("step", "eval") and _number(v)})
-    panels = 1 + len(names)
-    fig, axes = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
-    ax = axes[0][0]
-    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
-    losses = [(r["step"], r["loss"]) for r in evals if _number(r.get("loss"))]
-    if losses:
-        ax.plot(*zip(*losses, strict=True), "o-", label=f"{evals[0]['eval']} loss")
-    ax.set_xlabel("step")
-    ax.set_title("loss")
-    ax.legend()
-    for ax, name in zip(axes[0][1:], names, strict=True):
-        points = [(r["step"], r[name]) for r in evals if _number(r.get(name))]
-        ax.plot(*zip(*points, strict=True), "o-")
-        ax.set_title(name)
-        ax.set_xlabel("step")
-    fig.suptitle(str(folder.root))
-    fig.tight_layout()
-    _save_png(fig, out, dpi=100)
+    best = folder.best_step(verify=False) if folder.best.is_file() else None
+    fig = curves_figure(records, title=str(folder.root), best_step=best)
+    _save_png(fig, out, dpi=CURVES_DPI)
     return out
+
+
+CURVES_DPI = 100
+CURVES_COLUMNS = 3
+PANEL_INCHES = (4.0, 3.0)  # 3 columns of 4 in at 100 dpi: 1200 px wide
+# Panel titles with units of the quantities seqkit and its built-in tasks log; another name is
+# its own title. Loss is cross-entropy per target token when the run reports perplexity.
+TITLES = {
+    "ppl": "perplexity",
+    "token_accuracy": "token accuracy (fraction)",
+    "accuracy": "accuracy (fraction)",
+    "exact_match": "exact match (fraction)",
+    "bleu": "BLEU (0-100)",
+    "chrf": "chrF (0-100)",
+    "lr": "learning rate",
+    "tokens_per_s": "throughput (tokens/s)",
+}
+TRAIN_ONLY = ("lr", "tokens_per_s")  # how training went, not what it learned: the last panels
+SPLIT_COLORS = {"train": "C0", "valid": "C1", "test": "C2"}  # the same in every panel and run
+
+
+def curves_figure(records: list[dict], title: str = "", best_step: int | None = None):
+    """A matplotlib Figure of metrics.jsonl ``records``: one panel per quantity in a grid of
+    CURVES_COLUMNS columns, every split of a quantity on the same axes (train loss with valid
+    loss, test beside them) with a legend, and a dashed line at ``best_step`` in each panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = _series(records)  # quantity -> split -> [(step, value)]
+    names = sorted((n for n in series if n not in TRAIN_ONLY), key=lambda n: (n != "loss", _order(n)))
+    names += [n for n in TRAIN_ONLY if n in series]
+    columns = min(CURVES_COLUMNS, len(names)) or 1
+    rows = max(1, -(-len(names) // columns))
+    width = PANEL_INCHES[0] * CURVES_COLUMNS
+    fig, axes = plt.subplots(rows, columns, figsize=(width, PANEL_INCHES[1] * rows + 0.4),
+                             squeeze=False, layout="constrained")
+    flat = [ax for row in axes for ax in row]
+    steps = [step for splits in series.values() for points in splits.values() for step, _ in points]
+    low, high = min(steps, default=0), max(steps, default=1)
+    pad = max(1.0, 0.03 * (high - low))  # a mark at the first or last step stays visible
+    splits = list(dict.fromkeys(split for name in names for split in series[name]))
+    others = sorted(split for split in splits if split not in SPLIT_COLORS)
+    colors = {**SPLIT_COLORS, **{split: f"C{len(SPLIT_COLORS) + i}" for i, split in enumerate(others)}}
+    for ax, name in zip(flat, names, strict=False):
+        for split, points in series[name].items():
+            xs, ys = zip(*points, strict=True)
+            style = "-" if split == "train" else "o-"
+            ax.plot(xs, ys, style, label=split, color=colors[split], markersize=4, linewidth=1.2)
+        if best_step is not None:
+            ax.axvline(best_step, color="0.4", linestyle="--", linewidth=1,
+                       label=f"best checkpoint (step {best_step})")
+        ax.set_title(_title(name, series), fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if name == "lr":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        ax.set_xlim(low - pad, high + pad)  # one step axis for every panel
+        if ax is flat[0] or any(split not in series[names[0]] for split in series[name]):
+            ax.legend(fontsize=8)  # the first panel's legend is the key: one color per split
+    for ax in flat[len(names):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _series(records: list[dict]) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    series: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for record in records:
+        split = record.get("eval", "train")
+        if not isinstance(split, str) or not _number(record.get("step")):
+            continue
+        for name, value in record.items():
+            if name in ("step", "eval") or not _number(value):
+                continue
+            series.setdefault(name, {}).setdefault(split, []).append((record["step"], value))
+    # train first, then the evaluated splits in the order they came
+    return {name: dict(sorted(splits.items(), key=lambda item: item[0] != "train"))
+            for name, splits in series.items()}
+
+
+def _order(name: str) -> int:
+    order = list(TITLES)
+    return order.index(name) if name in order else len(order)
+
+
+def _title(name: str, series: dict) -> str:
+    if name == "loss":
+        return "loss (nats per token)" if "ppl" in series else "loss"
+    return TITLES.get(name, name)
 
 
 def _number(value) -> bool:
