@@ -336,7 +336,7 @@ class Trainer:
                                 f"available: {', '.join(sorted(metrics))}")
         if not math.isfinite(value):
             raise TrainingError(self._nan_message(step, f"{name} {t.best_metric} is {value}"))
-        improved = is_better(t.best_metric, value, self.progress.best_value)
+        improved = is_better(t.best_metric, value, self.progress.best_value, self.task)
         if improved:
             self.progress.best_value, self.progress.best_step, self.progress.bad_evals = value, step, 0
         else:
