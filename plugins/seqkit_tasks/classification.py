@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,7 +15,6 @@ from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_tsv
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
-    check_vocab_size,
     configured_splits,
     require,
     split_path,
@@ -26,24 +24,7 @@ from seqkit_tasks.common import (
     train_tokenizer,
     write_samples,
 )
-
-
-@dataclass
-class ClassificationConfig:
-    """[task] name = "classification"."""
-
-    train: Path | None = None  # training texts with labels; the label set is learned from them
-    valid: Path | None = None  # labelled texts for validation loss and accuracy
-    test: Path | None = None  # labelled texts for the final evaluation
-    format: Literal["tsv", "jsonl"] = "tsv"  # text<TAB>label lines, or one object per line
-    text_key: str = "text"  # jsonl: the key of the text
-    label_key: str = "label"  # jsonl: the key of the label (a string or number)
-    tokenizer: Literal["char", "word", "bpe"] = "word"
-    vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
-    lowercase: bool = False  # lowercase text before tokenizing
-
-    def __post_init__(self):
-        check_vocab_size(self)
+from seqkit_tasks.config import ClassificationConfig
 
 
 class ClassificationTask(Task):

@@ -10,27 +10,12 @@ import sacrebleu
 import torch
 from torch import Tensor
 
-from seqkit.errors import ConfigError, DataError
+from seqkit.errors import DataError
 from seqkit.interfaces import BOS, EOS, PAD
 from seqkit.tokenizer import Tokenizer
-
-SPLITS = ("train", "valid", "test")
-
+from seqkit_tasks.config import SPLITS
 
 # -- configuration ------------------------------------------------------------------------------
-
-
-def check_at_least(config: Any, minimum: int, *names: str) -> None:
-    """ConfigError naming the key when one of the integer options ``names`` is below ``minimum``."""
-    for name in names:
-        value = getattr(config, name)
-        if value < minimum:
-            raise ConfigError(f"must be at least {minimum}, got {value}", key=name)
-
-
-def check_vocab_size(config: Any) -> None:
-    if config.vocab_size <= 4:
-        raise ConfigError(f"must exceed the 4 special tokens, got {config.vocab_size}", key="vocab_size")
 
 
 # -- splits -------------------------------------------------------------------------------------

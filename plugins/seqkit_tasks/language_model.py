@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import Tensor
 
@@ -14,7 +13,6 @@ from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_lines
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
-    check_vocab_size,
     configured_splits,
     framed,
     output_ids,
@@ -25,23 +23,7 @@ from seqkit_tasks.common import (
     train_tokenizer,
     write_samples,
 )
-
-
-@dataclass
-class LanguageModelConfig:
-    """[task] name = "language_model"."""
-
-    train: Path | None = None  # training text
-    valid: Path | None = None  # text for validation loss and perplexity
-    test: Path | None = None  # text for the final evaluation
-    format: Literal["text", "jsonl"] = "text"  # one sequence per non-blank line, or one per object
-    text_key: str = "text"  # jsonl: the key of the text
-    tokenizer: Literal["char", "word", "bpe"] = "bpe"
-    vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
-    lowercase: bool = False  # lowercase text before tokenizing
-
-    def __post_init__(self):
-        check_vocab_size(self)
+from seqkit_tasks.config import LanguageModelConfig
 
 
 class LanguageModelTask(Task):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,30 +10,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqkit.errors import ConfigError, DataError
+from seqkit.errors import DataError
 from seqkit.interfaces import PAD, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_float_sequences
-from seqkit_tasks.common import SPLITS, check_at_least, configured_splits, split_path, write_samples
-
-
-@dataclass
-class RegressionConfig:
-    """[task] name = "regression". File formats: see ``seqkit.readers.read_float_sequences``."""
-
-    train: Path | None = None  # .npz or .csv of training sequences and targets
-    valid: Path | None = None  # sequences for validation loss and metrics
-    test: Path | None = None  # sequences for the final evaluation
-    features: int = 1  # values per sequence step (csv: how a row is cut; npz: checked)
-    outputs: int = 1  # target values per example (csv: the first values of a row; npz: checked)
-    standardize: bool = True  # the model learns targets scaled to zero mean, unit variance (train)
-
-    def __post_init__(self):
-        check_at_least(self, 1, "features", "outputs")
-        for split in SPLITS:
-            path = getattr(self, split)
-            if path is not None and path.suffix not in (".npz", ".csv"):
-                raise ConfigError(f"expected a .npz or .csv file, got {str(path)!r}", key=split)
+from seqkit_tasks.common import configured_splits, split_path, write_samples
+from seqkit_tasks.config import RegressionConfig
 
 
 class RegressionTask(Task):

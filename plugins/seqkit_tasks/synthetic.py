@@ -11,20 +11,18 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from torch import Tensor
 
-from seqkit.errors import ConfigError, DataError
+from seqkit.errors import DataError
 from seqkit.interfaces import PAD, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.preflight import check_memory
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
     SPLITS,
-    check_at_least,
     check_split,
     exact_match,
     framed,
@@ -33,30 +31,12 @@ from seqkit_tasks.common import (
     token_strings,
     token_tensor,
 )
+from seqkit_tasks.config import SyntheticConfig
 
 _ATTEMPTS = 100  # draws before a held-out sequence is accepted anyway (odds: 2**-100)
 # Memory of one example once encoded (measured: ~1.9 kB at mean length 5.5 with two tensors, two
 # strings and the Example), and of one vocabulary entry.
 _EXAMPLE_BYTES, _TOKEN_BYTES, _VOCABULARY_ENTRY_BYTES = 1500, 64, 200
-
-
-@dataclass
-class SyntheticConfig:
-    """[task] name = "copy", "reverse" or "sort"."""
-
-    symbols: int = 10  # distinct symbols, written 0 .. symbols-1 (the vocabulary, besides specials)
-    min_len: int = 1  # shortest sequence
-    max_len: int = 10  # longest sequence (lengths are uniform in [min_len, max_len])
-    train_size: int = 10000  # sequences in the train split
-    valid_size: int = 500  # sequences in the valid split (0: no valid split)
-    test_size: int = 500  # sequences in the test split (0: no test split)
-    seed: int = 0  # the data's own seed, independent of the run's
-
-    def __post_init__(self):
-        check_at_least(self, 1, "symbols", "min_len")
-        check_at_least(self, 0, "train_size", "valid_size", "test_size")
-        if self.max_len < self.min_len:
-            raise ConfigError(f"must be at least min_len = {self.min_len}, got {self.max_len}", key="max_len")
 
 
 class SyntheticTask(Task):

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from torch import Tensor
 
-from seqkit.errors import ConfigError
 from seqkit.interfaces import PAD, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_parallel, read_tsv
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
-    check_vocab_size,
     configured_splits,
     framed,
     generation_metrics,
@@ -28,33 +25,7 @@ from seqkit_tasks.common import (
     train_tokenizer,
     write_samples,
 )
-
-
-@dataclass
-class TranslationConfig:
-    """[task] name = "translation"."""
-
-    train: Path | None = None  # training pairs; with format "parallel" a prefix: {prefix}.{lang}
-    valid: Path | None = None  # pairs for validation loss and metrics
-    test: Path | None = None  # pairs for the final evaluation
-    format: Literal["tsv", "jsonl", "parallel"] = "tsv"  # source<TAB>target lines, objects, two files
-    source_key: str = "source"  # jsonl: the key of the source text
-    target_key: str = "target"  # jsonl: the key of the target text
-    source_lang: str | None = None  # parallel: suffix of the source files ("de" for train.de)
-    target_lang: str | None = None  # parallel: suffix of the target files
-    tokenizer: Literal["char", "word", "bpe"] = "bpe"
-    vocab_size: int = 8000  # most tokens per vocabulary, special tokens included (bpe: merge target)
-    shared_vocab: bool = False  # one tokenizer trained on both sides (needed by share_embeddings)
-    lowercase: bool = False  # lowercase text before tokenizing (references too, when scoring)
-
-    def __post_init__(self):
-        check_vocab_size(self)
-        langs = {"source_lang": self.source_lang, "target_lang": self.target_lang}
-        for key, value in langs.items():
-            if self.format == "parallel" and not value:
-                raise ConfigError('format "parallel" needs the file suffix of each side', key=key)
-            if self.format != "parallel" and value is not None:
-                raise ConfigError(f'only used with format = "parallel", not "{self.format}"', key=key)
+from seqkit_tasks.config import TranslationConfig
 
 
 class TranslationTask(Task):
