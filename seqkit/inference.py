@@ -13,7 +13,7 @@ from torch import Tensor
 from seqkit.config import RunConfig
 from seqkit.errors import ConfigError, GenerationError
 from seqkit.generate import Hypothesis, SearchConfig, generate, score
-from seqkit.interfaces import BOS, EOS, PAD, Example, Task
+from seqkit.interfaces import BOS, EOS, PAD, UNK, Example, Task
 from seqkit.model import SeqModel
 
 TOKEN_KINDS = ("seq2seq", "language_model")
@@ -22,20 +22,24 @@ TOKEN_KINDS = ("seq2seq", "language_model")
 @dataclass
 class Generation:
     """One output for one input: its text, its total log-probability (None for an empty input,
-    a class or values) and its new token ids."""
+    a class or values), its new token ids, and how many tokens of the input the model's
+    vocabulary did not know (``<unk>``: words, capitals, digits or characters the training data
+    did not have; the output for such an input is a guess)."""
 
     text: str | list[float]
     score: float | None
     tokens: list[int]
+    unknown_tokens: int = 0
 
 
 @dataclass
 class Prepared:
     """Inputs as the model takes them: for each text, its source ids (seq2seq, None when empty)
-    or its prompt ids (a language model)."""
+    or its prompt ids (a language model), and the number of its tokens that are UNK."""
 
     sources: list[Tensor | None]
     prompts: list[list[int]]
+    unknown: list[int]
 
 
 def as_texts(value, name: str) -> tuple[list[str], bool]:
@@ -60,12 +64,21 @@ def prepare(task: Task, config: RunConfig, texts: Sequence[str]) -> Prepared:
     kind, data = task.model_kind, config.data
     if kind == "language_model":
         prompts = [task.encode(Example(None, text)).target.tolist()[1:-1] if text else [] for text in texts]
-        return Prepared([None] * len(texts), prompts)
-    sources = []
+        return Prepared([None] * len(texts), prompts, [prompt.count(UNK) for prompt in prompts])
+    sources, unknown = [], []
     for text in texts:
-        source = task.encode_source(text)[: data.max_source_len] if text != "" else None
+        source = task.encode_source(text) if text != "" else None
+        unknown.append(count_unknown(source))
+        source = source[: data.max_source_len] if source is not None else None
         sources.append(source if source is not None and source.size(0) > 0 else None)
-    return Prepared(sources, [[] for _ in texts])
+    return Prepared(sources, [[] for _ in texts], unknown)
+
+
+def count_unknown(ids: Tensor | None) -> int:
+    """UNK ids among token ids (every vocabulary has UNK at the same id); 0 for float features."""
+    if ids is None or ids.is_floating_point():
+        return 0
+    return int((ids == UNK).sum())
 
 
 def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str] | str, options: SearchConfig,
@@ -82,10 +95,12 @@ def search(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str] 
 
 def _search(model: SeqModel, task: Task, config: RunConfig, texts: list[str], options: SearchConfig,
             batch_size: int) -> list[list[Generation]]:
-    if model.kind not in TOKEN_KINDS:
-        return [[Generation(value, None, [])] for value in predict(model, task, config, texts, batch_size)]
-    device = next(model.parameters()).device
     prepared = prepare(task, config, texts)
+    if model.kind not in TOKEN_KINDS:
+        values = predict(model, task, config, texts, batch_size, prepared)
+        return [[Generation(value, None, [], unknown)] for value, unknown in zip(values, prepared.unknown,
+                                                                                 strict=True)]
+    device = next(model.parameters()).device
     # an empty seq2seq source: empty outputs, as many as asked for (--nbest N prints N lines each)
     results: list[list[Generation]] = [[Generation("", None, [])] * options.nbest for _ in texts]
     rows = [i for i in range(len(texts)) if model.kind == "language_model" or prepared.sources[i] is not None]
@@ -101,13 +116,13 @@ def _search(model: SeqModel, task: Task, config: RunConfig, texts: list[str], op
                 raise
             raise GenerationError(f"{exc} (input {chunk[exc.row] + 1})") from None
         for i, hypotheses in zip(chunk, found, strict=True):
-            results[i] = [_generation(task, prepared.prompts[i], h) for h in hypotheses]
+            results[i] = [_generation(task, prepared.prompts[i], h, prepared.unknown[i]) for h in hypotheses]
     return results
 
 
-def _generation(task: Task, prompt: list[int], hypothesis: Hypothesis) -> Generation:
+def _generation(task: Task, prompt: list[int], hypothesis: Hypothesis, unknown: int) -> Generation:
     text = task.decode(torch.tensor(prompt + hypothesis.tokens, dtype=torch.long))
-    return Generation(text, hypothesis.score, hypothesis.tokens)
+    return Generation(text, hypothesis.score, hypothesis.tokens, unknown)
 
 
 def _length(prepared: Prepared, i: int) -> int:
@@ -123,11 +138,11 @@ def _batches(rows: list[int], length, batch_size: int) -> Iterator[list[int]]:
 
 
 def predict(model: SeqModel, task: Task, config: RunConfig, texts: Sequence[str],
-            batch_size: int) -> list[str | list[float]]:
+            batch_size: int, prepared: Prepared | None = None) -> list[str | list[float]]:
     """A classifier's label or a regressor's values for each source."""
     device = next(model.parameters()).device
     outputs: list = [None] * len(texts)
-    prepared = prepare(task, config, texts)
+    prepared = prepared or prepare(task, config, texts)
     empty = [i for i, source in enumerate(prepared.sources) if source is None]
     if empty:
         raise ConfigError(f"input {empty[0] + 1}: empty; a {model.kind} needs a source to predict from")

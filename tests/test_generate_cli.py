@@ -280,3 +280,47 @@ def test_a_classifier_prints_labels(tmp_path):
     empty = invoke("generate", tmp_path / "run", "")
     assert empty.exit_code == 2 and "input 1: empty" in empty.stderr
     assert invoke("score", tmp_path / "run", "--data", tmp_path / "train.tsv").exit_code == 2
+
+
+# -- unknown input tokens ------------------------------------------------------------------------
+
+
+def test_each_generation_counts_the_unknown_tokens_of_its_input(translator):
+    model = seqkit.load(translator / "run")
+    found = model.generate(["a b c", "zz a", "Q R b", ""], scores=True)
+    assert [g.unknown_tokens for g in found] == [0, 1, 2, 0]
+    nbest = model.generate("zz yy a", beam=2, nbest=2, scores=True)
+    assert [g.unknown_tokens for g in nbest] == [2, 2]
+
+
+def test_jsonl_says_how_many_input_tokens_were_unknown(translator):
+    result = invoke("generate", translator / "run", "a b c", "zz a", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["unknown_tokens"] for r in records] == [0, 1]
+    result = invoke("generate", translator / "run", "zz a", "--format", "jsonl", "--beam", "2",
+                    "--nbest", "2")
+    record = json.loads(result.stdout)
+    assert record["unknown_tokens"] == 1 and len(record["outputs"]) == 2
+    assert result.stderr == ""  # jsonl carries the count; no warning beside it
+
+
+def test_text_output_warns_once_about_unknown_tokens(translator):
+    result = invoke("generate", translator / "run", "--batch-size", "2",
+                    input="a b c\nZZ a\nd e\nQ R b\n1 2 3\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 5  # outputs unchanged, on stdout
+    warnings = result.stderr.strip().splitlines()
+    assert warnings == ["seqkit: warning: 3 of 5 inputs hold tokens the model does not know (<unk>): "
+                        "inputs 2, 4, 5 (words or characters its training data did not have); their "
+                        "outputs are guesses"], result.stderr
+    clean = invoke("generate", translator / "run", "a b c", "d e")
+    assert clean.exit_code == 0 and clean.stderr == ""
+
+
+def test_interactive_warns_beside_each_input_with_unknown_tokens(translator):
+    result = invoke("generate", translator / "run", "--interactive", input="a b\nZZ YY a\n")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("seqkit: warning:") == 1
+    assert ("seqkit: warning: the input holds 2 tokens the model does not know (<unk>: words or "
+            "characters its training data did not have); its output is a guess") in result.stderr

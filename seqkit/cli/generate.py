@@ -99,16 +99,57 @@ def _format(text, score: float | None, with_score: bool) -> str:
     return shown
 
 
-def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool) -> None:
+def _emit(inputs: list[str], found, fmt: str, nbest: int, with_score: bool,
+          unknown: UnknownInputs | None = None) -> None:
     for text, generations in zip(inputs, found, strict=True):
         if fmt == "jsonl":
             hypotheses = [{"output": g.text, "score": g.score} for g in generations]
-            record = {"input": text, **(hypotheses[0] if nbest == 1 else {"outputs": hypotheses})}
+            record = {"input": text, **(hypotheses[0] if nbest == 1 else {"outputs": hypotheses}),
+                      "unknown_tokens": _unknown_tokens(generations)}
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
             for g in generations[:nbest]:
                 click.echo(_format(g.text, g.score, with_score))
+        if unknown is not None:
+            unknown.add(_unknown_tokens(generations))
     sys.stdout.flush()
+
+
+def _unknown_tokens(generations) -> int:
+    return generations[0].unknown_tokens if generations else 0
+
+
+class UnknownInputs:
+    """Which inputs held tokens the model does not know (<unk>), for one warning on stderr
+    when the output is text (jsonl says it on each line: "unknown_tokens")."""
+
+    def __init__(self, fmt: str):
+        self.fmt, self.inputs, self.flagged = fmt, 0, {}
+
+    def add(self, count: int) -> None:
+        self.inputs += 1
+        if count:
+            self.flagged[self.inputs] = count
+
+    def warn(self) -> None:
+        """The warning for the inputs seen since the last one (if any held unknown tokens)."""
+        flagged, total = self.flagged, self.inputs
+        self.flagged, self.inputs = {}, 0
+        if self.fmt != "text" or not flagged:
+            return
+        why = "words or characters its training data did not have"
+        if total == 1:
+            count = next(iter(flagged.values()))
+            text = (f"the input holds {count} token{'' if count == 1 else 's'} the model does not know "
+                    f"(<unk>: {why}); its output is a guess")
+        else:
+            numbers = list(flagged)
+            shown = ", ".join(str(i) for i in numbers[:10]) + (", ..." if len(numbers) > 10 else "")
+            one = len(numbers) == 1
+            text = (f"{len(numbers)} of {total} inputs hold{'s' if one else ''} tokens the model does "
+                    f"not know (<unk>): input{'' if one else 's'} {shown} ({why}); "
+                    f"{'its output is a guess' if one else 'their outputs are guesses'}")
+        click.echo(f"seqkit: warning: {text}", err=True)
 
 
 @click.command()
@@ -161,17 +202,21 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
                               no_repeat_ngram=no_repeat_ngram, sample=sample, temperature=temperature,
                               top_k=top_k, top_p=top_p, seed=seed)
 
+    unknown = UnknownInputs(fmt)
+
     def run_inputs(inputs: list[str]) -> None:
         with model.autocast(), _named_by_flag():
             found = search(model.model, model.task, model.config, inputs, options, batch_size)
-        _emit(inputs, found, fmt, nbest, with_scores)
+        _emit(inputs, found, fmt, nbest, with_scores, unknown)
+        if interactive:
+            unknown.warn()  # a person typing wants it beside the output
 
     if interactive and attention_png is None:
         _interactive(run_inputs)
     elif texts:
         if attention_png is not None:
             with _named_by_flag():
-                _draw_attention(model, list(texts), options, attention_png, fmt, with_scores)
+                _draw_attention(model, list(texts), options, attention_png, fmt, with_scores, unknown)
         else:
             run_inputs(list(texts))
     else:
@@ -185,10 +230,11 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
             if attention_png is not None:
                 with _named_by_flag():
                     _draw_attention(model, list(_text_lines(stream, name)), options, attention_png, fmt,
-                                    with_scores)
-                return
-            for chunk in _chunks(_text_lines(stream, name), 1 if _is_terminal(stream) else batch_size):
-                run_inputs(chunk)
+                                    with_scores, unknown)
+            else:
+                for chunk in _chunks(_text_lines(stream, name), 1 if _is_terminal(stream) else batch_size):
+                    run_inputs(chunk)
+    unknown.warn()
 
 
 def _is_terminal(stream) -> bool:
@@ -214,13 +260,14 @@ def _interactive(run_inputs) -> None:
         run_inputs([line])
 
 
-def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, with_scores: bool) -> None:
+def _draw_attention(model, inputs: list[str], options, path: Path, fmt: str, with_scores: bool,
+                    unknown: UnknownInputs) -> None:
     from seqkit.tools import plot_attention
 
     if len(inputs) != 1:
         raise SeqkitError(f"--attention draws one input; got {len(inputs)}")
     generation, attention = model.attention(inputs[0], **vars(options))
-    _emit(inputs, [[generation]], fmt, 1, with_scores)
+    _emit(inputs, [[generation]], fmt, 1, with_scores, unknown)
     click.echo(f"attention map: {plot_attention(attention, path, title=inputs[0])}", err=True)
 
 
