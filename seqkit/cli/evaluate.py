@@ -35,12 +35,28 @@ def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, a
                               allow_nan=False))
     else:
         for key, value in metrics.items():
-            click.echo(f"{key:>16}  {value:.6g}" if isinstance(value, float) else f"{key:>16}  {value}")
+            click.echo(f"{key:>16}  {_shown(value)}")
+
+
+SIGNIFICANT_DIGITS = 6  # 100.00000000000004 is 100: summation noise, not information
+
+
+def _rounded(value):
+    """A float metric to SIGNIFICANT_DIGITS significant digits; integers and the rest as they are."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    return value
 
 
 def _json_number(value):
-    """A metric as JSON allows it: null for NaN and infinities (JSON has neither), floats rounded
-    to 12 significant digits (100.00000000000004 is 100.0: summation noise, not information)."""
-    if isinstance(value, float):
-        return float(f"{value:.12g}") if math.isfinite(value) else None
-    return value
+    """A metric as JSON allows it: rounded, and null for NaN and infinities (JSON has neither)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return _rounded(value)
+
+
+def _shown(value) -> str:
+    """A metric for the text table: rounded as in JSON, without a trailing .0; nan and inf as
+    such (a person reads them, JSON cannot hold them)."""
+    value = _rounded(value)
+    return f"{value:.{SIGNIFICANT_DIGITS}g}" if isinstance(value, float) else str(value)
