@@ -32,7 +32,9 @@ def register_decoders(register):
 @hookspec
 def register_tasks(register):
     """Register tasks: ``register(name, factory, config_class)``; ``factory(config)`` returns a
-    :class:`seqkit.interfaces.Task`, ``config`` built from the ``[task]`` table."""
+    :class:`seqkit.Task` (its contract: model_kind and model_shape, state_dict as JSON, a seed of
+    its own, ``train``/``valid``/``test`` file options for ``--data``, metric_directions),
+    ``config`` built from the ``[task]`` table."""
 
 
 # -- devices ------------------------------------------------------------------------------------
@@ -41,7 +43,8 @@ def register_tasks(register):
 @hookspec
 def register_backends(register):
     """Register device backends: ``register(name, factory)`` (``config_class`` may be given and is
-    None by default); ``factory()`` returns a :class:`seqkit.interfaces.Backend`."""
+    None by default); ``factory()`` returns a :class:`seqkit.Backend` whose ``name`` is ``name``,
+    cheaply and without failing where the device is missing (``is_available()`` says so)."""
 
 
 # -- command line -------------------------------------------------------------------------------
