@@ -327,7 +327,7 @@ class CrashingAutocast(Base):
     name = "crashing_autocast"
 
     def autocast(self, precision):
-        return torch.autocast("cpu", dtype={"fp32": torch.float32}[precision])
+        return {"fp32": contextlib.nullcontext()}[precision]  # KeyError: not a clear refusal
 
 
 class Misnamed(Base):
