@@ -192,18 +192,13 @@ def metric_direction(metric: str, task: Task | None) -> Direction:
 def is_better(metric: str, value: float, best: float | None, task: Task | None = None, *,
               direction: Direction | None = None) -> bool:
     """Whether ``value`` of ``metric`` improves on ``best``, in the direction ``task`` declares
-    for it (or ``direction`` when given). A non-finite value never improves."""
+    for it (or ``direction`` when given); a metric neither seqkit nor ``task`` declares is a
+    ConfigError, never a guess from its name. A non-finite value never improves."""
     if not math.isfinite(value):
         return False
     if best is None:
         return True
     if direction is None:
-        direction = metric_direction(metric, task) if task is not None else _guess(metric)
+        direction = metric_direction(metric, task)
     return value < best if direction == "lower" else value > best
 
-
-def _guess(metric: str) -> Direction:
-    """Only for callers that pass no task (seqkit before metric directions): the old rule by name.
-    Every caller with a task passes it; preflight refuses a best_metric without a direction."""
-    name = metric.removeprefix(TRAIN_PREFIX)
-    return CORE_DIRECTIONS.get(name, "lower" if name in ("mse", "mae") else "higher")

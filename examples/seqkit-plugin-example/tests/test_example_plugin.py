@@ -67,9 +67,6 @@ def evaluations(run):
     return [(row["step"], row["error_rate"]) for row in rows if "error_rate" in row]
 
 
-@pytest.mark.xfail(strict=True, reason="seqkit/trainer.py must pass its task to is_better "
-                   "(is_better(t.best_metric, value, best, self.task)); until then the trainer guesses "
-                   "by name and keeps the highest error_rate")
 def test_vowels_trains_and_keeps_the_lowest_error_rate(tmp_path):
     result = seqkit.train(vowels_config(tmp_path), out=tmp_path / "run", test=True, progress=False)
     history = evaluations(tmp_path / "run")
