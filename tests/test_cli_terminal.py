@@ -4,6 +4,9 @@ defaults, and a word on standard input before seqkit waits on it."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -22,7 +25,8 @@ def run_folder(tmp_path_factory):
         "seed": 0,
         "task": {"name": "translation", "train": str(root / "train.tsv"), "tokenizer": "word",
                  "vocab_size": 12},
-        "model": {"d_model": 8, "encoder": {"name": "gru", "layers": 1}, "decoder": {"name": "gru", "layers": 1}},
+        "model": {"d_model": 8, "encoder": {"name": "gru", "layers": 1},
+                  "decoder": {"name": "gru", "layers": 1}},
         "data": {"batch_tokens": 64, "max_target_len": 4},
         "train": {"steps": 2, "eval_every": 2, "log_every": 1},
     }
@@ -96,3 +100,14 @@ def test_help_lists_plugin_commands_and_honours_disable_plugin(install_plugin, d
     assert "Say hello." in CliRunner().invoke(cli, [*debug, "--help"]).output
     hidden = CliRunner().invoke(cli, [*debug, "--disable-plugin", name, "--help"])
     assert hidden.exit_code == 0 and "hello" not in hidden.output
+
+
+
+def test_config_show_lists_unset_options_and_warnings_read_lower_case():
+    """In its own process: the command line's log format is what a person sees on stderr."""
+    result = subprocess.run([sys.executable, "-m", "seqkit", "config", "show", "examples/translate.toml",
+                             "--set", "model.encoder.name=lstm"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert "# hidden_size: not set (integer; None: d_model)" in result.stdout
+    assert result.stderr.startswith("seqkit: warning: model.encoder.name=lstm: dropped model.encoder.heads")

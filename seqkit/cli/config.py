@@ -51,4 +51,4 @@ def config_show(ctx: click.Context, file: str, overrides: tuple[str, ...]) -> No
     from seqkit.config import config_to_toml, load_config
 
     resolved = load_config(file, overrides, manager=plugin_manager(ctx))
-    click.echo(config_to_toml(resolved).rstrip("\n"))
+    click.echo(config_to_toml(resolved, unset=True).rstrip("\n"))

@@ -106,11 +106,20 @@ def cli(ctx: click.Context, debug: bool, disable_plugin: tuple[str, ...]) -> Non
     Recurrent networks (RNN, LSTM, GRU) compute over a sequence step by step; the Transformer
     computes all positions at once. seqkit composes any encoder with any decoder.
     """
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
-                        format="seqkit: %(levelname)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LowerCaseLevel("seqkit: %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     ctx.ensure_object(dict)
 
 
+
+
+class _LowerCaseLevel(logging.Formatter):
+    """`seqkit: warning: ...`, as the command line's own warnings and errors read."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(logging.makeLogRecord({**record.__dict__,
+                                                     "levelname": record.levelname.lower()}))
 
 
 def main() -> None:
