@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-from seqkit.errors import SeqkitError
+from seqkit.errors import PluginCodeError, SeqkitError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # top-level packages that are never a plugin's own code, even when a plugin registers one of their
 # callables as a factory (``register("x", object)``)
@@ -44,7 +46,11 @@ def error_line(exc: BaseException, manager: Any) -> str:
     machine running out of memory, said as such; a plugin's exception, naming the plugin; anything
     else as an internal error. The last two point at --debug for the traceback."""
     if isinstance(exc, SeqkitError):
-        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if isinstance(exc, PluginCodeError) and isinstance(exc.__cause__, Exception) and \
+                not isinstance(exc.__cause__, SeqkitError):  # the plugin's own traceback helps its author
+            line += " (run with --debug for the traceback)"
+        return line
     if _out_of_memory(exc):  # the machine's limit, not a bug: no blame
         return f"out of memory: {exception_line(exc)[:300]}; use smaller sizes"
     where = describe(exc, manager) or f"internal error: {exception_line(exc)}"
@@ -86,9 +92,62 @@ def blame(exc: BaseException, manager: Any) -> Blame | None:
 
 
 def describe(exc: BaseException, manager: Any) -> str | None:
-    """``blame(exc, manager).describe(exc)``, or None when no plugin's code is in the traceback."""
+    """``blame(exc, manager).describe(exc)``, or None when no plugin's code is in the traceback.
+    A PluginCodeError already says it: its first line."""
+    if isinstance(exc, PluginCodeError):
+        return (str(exc).splitlines() or [""])[0]
     found = blame(exc, manager)
     return found.describe(exc) if found is not None else None
+
+
+def plugin_errors(manager_of: Callable[..., Any]) -> Callable[[F], F]:
+    """Decorator for a public API function: an exception raised inside a plugin's code (not a
+    SeqkitError) leaves it as a PluginCodeError naming the plugin and component, the original
+    chained as ``__cause__``. ``manager_of(*args, **kwargs)`` gives the plugin manager the call
+    uses (None: a fresh one is made to look the plugin up). Running out of memory and seqkit's own
+    bugs pass unchanged: neither is a plugin's fault."""
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except SeqkitError:
+                raise
+            except Exception as exc:
+                if _out_of_memory(exc):
+                    raise
+                manager = manager_of(*args, **kwargs)
+                if manager is None:
+                    from seqkit.plugins import make_plugin_manager
+
+                    manager = make_plugin_manager()
+                found = blame(exc, manager)
+                if found is None:
+                    raise
+                raise plugin_code_error(found.describe(exc), exc) from exc
+        return call  # type: ignore[return-value]
+    return decorate
+
+
+def plugin_code_error(message: str, exc: BaseException) -> PluginCodeError:
+    """A PluginCodeError that is also an instance of ``exc``'s built-in class (a plugin's
+    RuntimeError stays catchable as RuntimeError, as a ConfigError is a ValueError)."""
+    base = next((c for c in type(exc).__mro__ if c.__module__ == "builtins"), Exception)
+    if base in (Exception, BaseException) or issubclass(PluginCodeError, base):
+        return PluginCodeError(message)
+    try:
+        cls = _PLUGIN_CODE_ERRORS.get(base) or type(
+            "PluginCodeError", (PluginCodeError, base),
+            {"__module__": PluginCodeError.__module__, "__str__": Exception.__str__,
+             "__doc__": PluginCodeError.__doc__})
+        error = cls(message)
+    except TypeError:  # a built-in class with more arguments (UnicodeDecodeError): the plain one
+        return PluginCodeError(message)
+    _PLUGIN_CODE_ERRORS[base] = cls
+    return error
+
+
+_PLUGIN_CODE_ERRORS: dict[type, type] = {}
 
 
 def _frames(tb: TracebackType | None) -> Iterator[FrameType]:
