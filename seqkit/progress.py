@@ -21,6 +21,8 @@ first step (start-up, compilation).
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 import time
 from collections import deque
@@ -38,12 +40,13 @@ class ConsoleProgress:
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float = 10.0,
                  refresh: float = 0.1, window: float = 30.0, hold_startup: bool = True,
-                 clock=time.monotonic):
+                 columns: int | None = None, clock=time.monotonic):
         self.stream = stream if stream is not None else sys.stderr
         self.tty = is_terminal(self.stream) if tty is None else tty
         self.interval = interval  # seconds between plain lines (not a terminal)
         self.refresh = refresh  # seconds between redraws of the terminal line
         self.window = window
+        self.columns = columns  # of the terminal (None: asked each time, it may be resized)
         self.clock = clock
         self.began: float | None = None  # first event: what "elapsed" counts from
         self.paused = 0.0  # seconds spent in phases, left out of the step rate
@@ -160,9 +163,18 @@ class ConsoleProgress:
 
     def _redraw(self) -> None:
         line = "  ".join(part for part in (self.bar, self.status) if part)
+        line = line[: max(self._columns() - 1, 20)]  # a line that wraps can no longer be rewritten
         if line or self.open_line:
             self._write(CLEAR_LINE + line)
         self.open_line = line
+
+    def _columns(self) -> int:
+        if self.columns is not None:
+            return self.columns
+        try:
+            return os.get_terminal_size(self.stream.fileno()).columns
+        except (AttributeError, ValueError, OSError):  # no file descriptor (a test's stream)
+            return shutil.get_terminal_size().columns
 
     def _write(self, text: str) -> None:
         self.stream.write(text)

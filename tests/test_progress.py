@@ -47,7 +47,7 @@ INFO = RunInfo(backend="cpu", device="cpu (test)", precision="fp32", parameters=
 
 def test_terminal_rewrites_one_line_with_every_field_and_an_eta_from_the_recent_rate():
     stream, clock = FakeTerminal(), Clock()
-    progress = ConsoleProgress(stream, clock=clock, refresh=0.0)
+    progress = ConsoleProgress(stream, clock=clock, refresh=0.0, columns=200)
     progress.phase("encoding data", "started")
     clock.now += 5
     progress.phase("encoding data", "finished", 5.0)
@@ -70,9 +70,18 @@ def test_terminal_rewrites_one_line_with_every_field_and_an_eta_from_the_recent_
     assert "ETA 0:45" in last  # 90 steps at 2 per second, the start-up left out
 
 
+def test_terminal_line_is_cut_to_the_width_of_the_terminal_so_it_can_be_rewritten():
+    stream = FakeTerminal()
+    progress = ConsoleProgress(stream, columns=60, refresh=0.0)
+    progress.step(1, 100, 1.5, 1234.0, 0.001)
+    progress.phase("evaluating on valid", "started")
+    for shown in stream.getvalue().split("\r\033[K")[1:]:
+        assert len(shown) <= 59 and shown.startswith("[")
+
+
 def test_terminal_eta_leaves_out_time_spent_in_phases():
     stream, clock = FakeTerminal(), Clock()
-    progress = ConsoleProgress(stream, clock=clock, refresh=0.0)
+    progress = ConsoleProgress(stream, clock=clock, refresh=0.0, columns=200)
     for step in range(1, 5):
         clock.now += 1.0
         progress.step(step, 10, 1.0, 10.0, 0.1)
