@@ -104,13 +104,11 @@ class ConsoleProgress:
         if not last and now - self.last_written < (self.refresh if self.tty else self.interval):
             return
         self.last_written = now
-        fields = self.fields(step, total, loss, tokens_per_s, lr, now)
+        parts = self.fields(step, total, loss, tokens_per_s, lr, now)
         if not self.tty:
-            self._write(f"step {fields}\n")
+            self._write(f"step {'  '.join(parts)}\n")
             return
-        width = 30
-        filled = width * min(step, total) // max(total, 1)
-        self.bar = f"[{'#' * filled}{'.' * (width - filled)}] {fields}"
+        self.bar = self._bar(step, total, parts)
         if last:  # the bar stays as it ends; what follows (evaluation, test) goes below it
             final, self.bar = self.bar, ""
             self._line(final)
@@ -135,7 +133,7 @@ class ConsoleProgress:
         return (s1 - s0) / (t1 - t0) if t1 > t0 else None
 
     def fields(self, step: int, total: int, loss: float, tokens_per_s: float, lr: float | None,
-               now: float) -> str:
+               now: float) -> list[str]:
         rate = self.steps_per_second()
         parts = [f"{step}/{total}", f"loss {loss:.4f}"]
         if lr is not None:
@@ -144,7 +142,23 @@ class ConsoleProgress:
                   f"elapsed {format_clock(now - (self.began or now))}"]
         eta = (total - step) / rate if rate and step < total else (0.0 if step >= total else None)
         parts.append(f"ETA {format_clock(eta) if eta is not None else '-'}")
-        return "  ".join(parts)
+        return parts
+
+    def _bar(self, step: int, total: int, parts: list[str]) -> str:
+        """The terminal line: a bar as wide as the room left (none below 10 characters); on a
+        narrow terminal the fields go in this order until the rest fits: lr, tok/s, steps/s,
+        elapsed (step, loss and ETA stay)."""
+        room = self._columns() - 1
+        for dropped in ("lr ", " tok/s", " steps/s", "elapsed "):
+            if len("  ".join(parts)) <= room - 13:  # room for a bar of 10
+                break
+            parts = [p for p in parts if dropped not in p]
+        text = "  ".join(parts)
+        width = min(30, room - len(text) - 3)
+        if width < 10:
+            return text
+        filled = width * min(step, total) // max(total, 1)
+        return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
 
     # -- writing ---------------------------------------------------------------------------------
 

@@ -70,13 +70,20 @@ def test_terminal_rewrites_one_line_with_every_field_and_an_eta_from_the_recent_
     assert "ETA 0:45" in last  # 90 steps at 2 per second, the start-up left out
 
 
-def test_terminal_line_is_cut_to_the_width_of_the_terminal_so_it_can_be_rewritten():
-    stream = FakeTerminal()
-    progress = ConsoleProgress(stream, columns=60, refresh=0.0)
-    progress.step(1, 100, 1.5, 1234.0, 0.001)
+def test_terminal_line_fits_the_terminal_so_it_can_be_rewritten():
+    stream, clock = FakeTerminal(), Clock()
+    progress = ConsoleProgress(stream, columns=80, refresh=0.0, clock=clock)
+    for step in (1, 2):
+        clock.now += 2.0
+        progress.step(step, 100, 1.5, 1234.0, 0.001)
     progress.phase("evaluating on valid", "started")
-    for shown in stream.getvalue().split("\r\033[K")[1:]:
-        assert len(shown) <= 59 and shown.startswith("[")
+    shown = stream.getvalue().split("\r\033[K")[1:]
+    assert all(len(line) <= 79 for line in shown)
+    assert shown[1].startswith("[") and "2/100  loss 1.5000" in shown[1] and "ETA 3:16" in shown[1]
+    assert "lr " not in shown[1] and "tok/s" not in shown[1] and "0.5 steps/s" in shown[1]  # dropped first
+    narrow = FakeTerminal()
+    ConsoleProgress(narrow, columns=40, refresh=0.0).step(1, 100, 1.5, 1234.0, 0.001)
+    assert narrow.getvalue() == "\r\033[K1/100  loss 1.5000  ETA -"
 
 
 def test_terminal_eta_leaves_out_time_spent_in_phases():
