@@ -33,7 +33,8 @@ def test_cuda_and_mps_declare_their_distributed_backends_and_precisions():
     assert found["cuda"].distributed_backend == "nccl"
     assert found["mps"].distributed_backend == "gloo"
     assert found["mps"].default_precision() == "fp32"
-    assert [b.name for b in backends()] == ["cuda", "mps", "cpu"]  # auto's order of preference
+    builtin = [b.name for b in backends() if b.name in ("cuda", "mps", "cpu")]
+    assert builtin == ["cuda", "mps", "cpu"]  # auto's order of preference (other plugins may add theirs)
 
 
 def test_auto_picks_the_available_backend_with_highest_priority():
