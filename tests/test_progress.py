@@ -82,7 +82,7 @@ def test_terminal_line_fits_the_terminal_so_it_can_be_rewritten():
     assert shown[1].startswith("[") and "2/100  loss 1.5000" in shown[1] and "ETA 3:16" in shown[1]
     assert "lr " not in shown[1] and "tok/s" not in shown[1] and "0.5 steps/s" in shown[1]  # dropped first
     narrow = FakeTerminal()
-    ConsoleProgress(narrow, columns=40, refresh=0.0).step(1, 100, 1.5, 1234.0, 0.001)
+    ConsoleProgress(narrow, columns=30, refresh=0.0).step(1, 100, 1.5, 1234.0, 0.001)
     assert narrow.getvalue() == "\r\033[K1/100  loss 1.5000  ETA -"
 
 
