@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seqkit.errors import BackendUnavailableError, PluginError
+from seqkit.errors import BackendUnavailableError, ConfigError, PluginError
 from seqkit.interfaces import Backend
 from seqkit.plugins import PluginManager, make_plugin_manager
 
@@ -21,7 +21,12 @@ def backends(manager: PluginManager | None = None) -> list[Backend]:
 
 def get_backend(name: str = "auto", manager: PluginManager | None = None) -> Backend:
     """The backend called ``name`` if it is available here; ``auto`` picks the best available."""
-    candidates = backends(manager)
+    from seqkit.arguments import manager_argument
+
+    if not isinstance(name, str):
+        raise ConfigError(f"backend: must be a backend name ('cpu', 'cuda', 'auto'), "
+                          f"got {type(name).__name__}")
+    candidates = backends(manager_argument(manager))
     available = [b for b in candidates if b.is_available()]
     names = ", ".join(b.name for b in available) or "none"
     if name == "auto":

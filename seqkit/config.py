@@ -152,6 +152,12 @@ def load_config(
 ) -> RunConfig:
     """A validated RunConfig from a TOML file path (or an already parsed dict), after applying
     ``overrides`` of the form ``a.b.c=VALUE`` (VALUE parsed as TOML, else taken as a string)."""
+    from seqkit.arguments import manager_argument, path_argument, texts_argument
+
+    if not isinstance(source, dict):
+        source = path_argument(source, "config")
+    overrides = texts_argument(overrides, "overrides")
+    manager = manager_argument(manager)
     text, origin, base = None, None, None
     if isinstance(source, dict):
         data = _deep_copy(source)

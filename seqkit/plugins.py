@@ -33,7 +33,7 @@ import pluggy
 
 from seqkit import hookspecs
 from seqkit.convert import KeyPathError, convert, field_types, to_toml_data
-from seqkit.errors import PluginError, RegistryError
+from seqkit.errors import ConfigError, PluginError, RegistryError
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,20 @@ class PluginManager:
         return info
 
 
+def _plugin_names(disable: Any) -> tuple[str, ...]:
+    """make_plugin_manager's ``disable``: plugin names (one str is one name, not its letters)."""
+    names = (disable,) if isinstance(disable, str) else disable
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise ConfigError(f"disable: must be plugin names (a list of strings), got "
+                          f"{type(disable).__name__}") from None
+    for i, name in enumerate(names):
+        if not isinstance(name, str):
+            raise ConfigError(f"disable[{i}]: must be a plugin name (a string), got {type(name).__name__}")
+    return names
+
+
 def _call(hook: str, caller: Callable, **arguments: Any) -> None:
     """Call one of a plugin's hooks; whatever it raises becomes a PluginError naming the hook."""
     try:
@@ -430,6 +444,7 @@ def make_plugin_manager(
     """A fresh PluginManager: entry-point plugins (unless ``entry_points=False``) and then the
     given ``(name, module)`` pairs. ``disable`` adds to SEQKIT_DISABLE_PLUGINS; ``strict`` defaults
     to SEQKIT_STRICT_PLUGINS."""
+    disable = _plugin_names(disable)
     manager = PluginManager(strict=_env_flag("SEQKIT_STRICT_PLUGINS") if strict is None else strict)
     disabled = set(_env_list("SEQKIT_DISABLE_PLUGINS")) | set(disable)
     for ep in _entry_points() if entry_points else []:
