@@ -47,6 +47,7 @@ class ConsoleProgress:
         self.refresh = refresh  # seconds between redraws of the terminal line
         self.window = window
         self.columns = columns  # of the terminal (None: asked each time, it may be resized)
+        self.bar_width = 30
         self.clock = clock
         self.began: float | None = None  # first event: what "elapsed" counts from
         self.paused = 0.0  # seconds spent in phases, left out of the step rate
@@ -154,9 +155,10 @@ class ConsoleProgress:
                 break
             parts = [p for p in parts if dropped not in p]
         text = "  ".join(parts)
-        width = min(30, room - len(text) - 3)
+        width = min(self.bar_width, room - len(text) - 3)
         if width < 10:
             return text
+        self.bar_width = width  # it only narrows: a bar that changes width each refresh jitters
         filled = width * min(step, total) // max(total, 1)
         return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
 
@@ -186,9 +188,10 @@ class ConsoleProgress:
         if self.columns is not None:
             return self.columns
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):  # no file descriptor (a test's stream)
-            return shutil.get_terminal_size().columns
+            columns = 0
+        return columns or shutil.get_terminal_size().columns  # 0: a terminal that does not say
 
     def _write(self, text: str) -> None:
         self.stream.write(text)
