@@ -91,6 +91,11 @@ def task_model_shape(task, who: str) -> ModelShape:
     return shape
 
 
+def task_label(manager, name: str) -> str:
+    """Who a task's errors name: "plugin P, task 'x'" for the task registered as ``name``."""
+    reg = manager.get("task", name)
+    return f"plugin {reg.plugin}, task {reg.name!r}"
+
 class TokenEmbedding(nn.Module):
     """Token ids (B, T) -> vectors (B, T, D), scaled by sqrt(D) so they start at unit variance."""
 

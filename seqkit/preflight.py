@@ -66,6 +66,7 @@ def check_run_config(config: RunConfig, manager: PluginManager) -> Estimate:
 def _check(config: RunConfig, manager: PluginManager) -> Estimate:
     from seqkit.api import build_task
     from seqkit.backends import get_backend, resolve_precision
+    from seqkit.model import task_label
 
     try:
         backend = get_backend(config.backend, manager)
@@ -85,7 +86,7 @@ def _check(config: RunConfig, manager: PluginManager) -> Estimate:
                           f"got {config.data.max_target_len}")
     _check_best_metric(config, task)
     _read_data_files(task)
-    shape = _shape(task)
+    shape = _shape(task, task_label(manager, config.task.name))
     parameters = _check_model(config, shape, manager, available)
     data_bytes = int(getattr(task, "memory_estimate", lambda: 0)())
     need = parameters * BYTES_PER_PARAMETER + data_bytes
@@ -146,17 +147,20 @@ def _read_data_files(task: Any) -> None:
                 pass
 
 
-def _shape(task: Any):
+def _shape(task: Any, who: str):
     """The model shape without fitting when the task can tell it (``shape_bound``: vocabularies at
-    their configured maximum), else after fitting on the train split, as ``run`` does."""
+    their configured maximum), else after fitting on the train split, as ``run`` does; checked as
+    ``task_model_shape`` checks it, naming the plugin."""
+    from seqkit.model import task_model_shape
+
     bound = getattr(task, "shape_bound", None)
     if bound is not None:
         return bound()
     try:
-        return task.model_shape()
+        return task_model_shape(task, who)
     except RuntimeError:  # needs fit()
         task.fit(task.examples("train"))
-        return task.model_shape()
+        return task_model_shape(task, who)
 
 
 # -- model --------------------------------------------------------------------------------------

@@ -140,3 +140,33 @@ def test_a_metric_named_but_without_a_direction_is_a_config_error(install_plugin
         check_run_config(config, manager)
     assert str(info.value) == ("train.best_metric: 'error_rate': task 'scored' does not declare whether "
                                "higher or lower is better (its metric_directions() lacks it)")
+
+
+SHAPELESS_TASK = """
+from seqkit import ModelShape, hookimpl
+from seqkit_tasks.synthetic import ReverseTask, SyntheticConfig
+
+
+class Shapeless(ReverseTask):
+    def model_shape(self):
+        return ModelShape("seq2seq", source_vocab=12)  # target_vocab forgotten
+
+
+@hookimpl
+def register_tasks(register):
+    register("shapeless", Shapeless, SyntheticConfig)
+"""
+
+
+def test_a_wrong_shape_is_refused_before_training_naming_the_plugin(install_plugin):
+    from seqkit.config import load_config
+
+    plugin = install_plugin(SHAPELESS_TASK)
+    manager = make_plugin_manager()
+    config = load_config({"task": {"name": "shapeless", "train_size": 10},
+                          "model": {"d_model": 8, "encoder": {"name": "gru"}, "decoder": {"name": "gru"}}},
+                         manager=manager)
+    with pytest.raises(PluginError) as info:
+        check_run_config(config, manager)
+    assert str(info.value) == (f"plugin {plugin}, task 'shapeless': model_shape(): a seq2seq needs "
+                               "target_vocab (the target vocabulary size), got None")
