@@ -96,6 +96,7 @@ def task_label(manager, name: str) -> str:
     reg = manager.get("task", name)
     return f"plugin {reg.plugin}, task {reg.name!r}"
 
+
 class TokenEmbedding(nn.Module):
     """Token ids (B, T) -> vectors (B, T, D), scaled by sqrt(D) so they start at unit variance."""
 
