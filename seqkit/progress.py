@@ -36,7 +36,10 @@ CLEAR_LINE = "\r\033[K"
 class ConsoleProgress:
     """A run's progress on ``stream`` (default: standard error): a line rewritten in place on a
     terminal, plain lines every ``interval`` seconds elsewhere. ``tty`` overrides what
-    ``stream.isatty()`` says. Pass it as ``seqkit.train(config, progress=ConsoleProgress())``."""
+    ``stream.isatty()`` says; ``columns`` the terminal's width. With ``hold_startup`` (not a
+    terminal) the lines of phases before the header wait for it: pass False when there is no
+    header to wait for (``Model.evaluate(events=ConsoleProgress(hold_startup=False))``).
+    Pass it as ``seqkit.train(config, progress=ConsoleProgress())``."""
 
     def __init__(self, stream: TextIO | None = None, *, tty: bool | None = None, interval: float = 10.0,
                  refresh: float = 0.1, window: float = 30.0, hold_startup: bool = True,
