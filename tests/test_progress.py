@@ -291,3 +291,13 @@ def test_seqkit_train_shows_progress_too(tmp_path):
     assert result.exit_code == 0, result.output
     assert "training a seq2seq model" in result.stderr and "step 4/4" in result.stderr
     assert result.stdout.startswith("run folder: ") and len(result.stdout.splitlines()) == 1
+
+
+def test_a_resumed_run_says_where_it_resumes_from(tmp_path):
+    seqkit.train(tiny(3), out=tmp_path / "run", test=False, progress=False)
+    stream, infos = io.StringIO(), []
+    seqkit.train(tiny(6), out=tmp_path / "run", test=False, progress=ConsoleProgress(stream),
+                 events=Events(started=infos.append))
+    assert infos[0].start_step == 3 and infos[0].resumed_from.name == "step-0000003.safetensors"
+    text = stream.getvalue()
+    assert "  resuming from " in text and "step-0000003.safetensors at step 3 of 6\n" in text
