@@ -16,6 +16,7 @@ from seqkit.errors import (
     CheckpointError,
     ConfigError,
     DataError,
+    DistributedError,
     GenerationError,
     PluginCodeError,
     PluginError,
@@ -23,6 +24,7 @@ from seqkit.errors import (
     RunFolderError,
     SeqkitError,
     StorageError,
+    TrainingError,
 )
 
 __version__ = "0.1.0"
@@ -38,6 +40,8 @@ _LAZY = {
     "load": "seqkit.api",
     "get_backend": "seqkit.backends",
     "ConsoleProgress": "seqkit.progress",
+    "Events": "seqkit.events",
+    "RunInfo": "seqkit.events",
     # what a plugin author implements and returns (seqkit.interfaces holds the contracts)
     "Encoder": "seqkit.interfaces",
     "Decoder": "seqkit.interfaces",
@@ -56,6 +60,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "DistributedError",
     "GenerationError",
     "PluginCodeError",
     "PluginError",
@@ -63,6 +68,7 @@ __all__ = [
     "RunFolderError",
     "SeqkitError",
     "StorageError",
+    "TrainingError",
     "__version__",
     "hookimpl",
     *_LAZY,
@@ -82,6 +88,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from seqkit.api import train as train
     from seqkit.backends import get_backend as get_backend
     from seqkit.config import load_config as load_config
+    from seqkit.events import Events as Events
+    from seqkit.events import RunInfo as RunInfo
     from seqkit.interfaces import Backend as Backend
     from seqkit.interfaces import Batch as Batch
     from seqkit.interfaces import Decoder as Decoder

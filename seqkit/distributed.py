@@ -28,17 +28,13 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from seqkit.errors import ConfigError, SeqkitError
+from seqkit.errors import ConfigError, DistributedError
 from seqkit.interfaces import Backend
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_VARIABLE = "SEQKIT_DISTRIBUTED_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600  # a rank that fails leaves the others waiting at most this long
-
-
-class DistributedError(SeqkitError):
-    """The processes of a distributed run cannot start or disagree."""
 
 
 @dataclass

@@ -65,3 +65,12 @@ class StorageError(SeqkitError):
 class RunFolderError(SeqkitError):
     """A run folder cannot be used as asked: in use by another run, not a seqkit run folder, trained
     with another config, or holding a saved run with no readable checkpoint."""
+
+
+class TrainingError(SeqkitError):
+    """Training cannot go on: the loss, the weights or an evaluation became NaN or infinite (the
+    message names the last good checkpoint)."""
+
+
+class DistributedError(SeqkitError):
+    """The processes of a distributed run cannot start or disagree."""

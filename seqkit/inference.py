@@ -1,5 +1,5 @@
 """Texts in, texts out: generation, scoring and attention maps for a trained model and its task.
-``seqkit.api.Model`` and the ``generate`` / ``score`` verbs call these."""
+``seqkit.trained.Model`` (what ``seqkit.load`` returns) and the ``generate`` / ``score`` verbs call these."""
 
 from __future__ import annotations
 

@@ -16,13 +16,13 @@ from seqkit.arguments import device_argument, integer_argument, manager_argument
 from seqkit.blame import exception_line, plugin_errors
 from seqkit.config import RunConfig, load_config
 from seqkit.data import encode_split
-from seqkit.errors import CheckpointError, ConfigError, DataError, PluginCodeError, SeqkitError
+from seqkit.errors import CheckpointError, ConfigError, DataError, PluginCodeError, PluginError, SeqkitError
 from seqkit.evaluate import evaluate
 from seqkit.events import Events
 from seqkit.generate import SearchConfig
 from seqkit.inference import AttentionMap, Generation, attention_map, score_texts, search
 from seqkit.interfaces import DTYPES, Task
-from seqkit.model import SeqModel, build_model
+from seqkit.model import SeqModel, build_model, task_label, task_model_shape
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.run_folder import RunFolder
 from seqkit.storage import not_a_file
@@ -208,8 +208,9 @@ def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
             raise TypeError(f"expected a JSON object, got {type(meta.get('task_state')).__name__}")
         task.load_state_dict(meta["task_state"])
         part = "model"
-        model = build_model(config.model, task.model_shape(), manager)
-    except (CheckpointError, PluginCodeError):
+        model = build_model(config.model, task_model_shape(task, task_label(manager, config.task.name)),
+                            manager)
+    except (CheckpointError, PluginError):  # PluginCodeError too: the plugin's, not the file's
         raise
     except (SeqkitError, KeyError, IndexError, AttributeError, TypeError, ValueError, RuntimeError,
             tomllib.TOMLDecodeError, MemoryError, RecursionError, OverflowError) as exc:

@@ -35,20 +35,16 @@ from seqkit.backends import get_backend, resolve_precision
 from seqkit.config import RunConfig
 from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split, step_batches
 from seqkit.distributed import Group, data_parallel
-from seqkit.errors import CheckpointError, SeqkitError
+from seqkit.errors import CheckpointError, TrainingError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
 from seqkit.events import Events, RunInfo
 from seqkit.interfaces import Task
 from seqkit.interrupts import DeferredSignals, Interrupted
-from seqkit.model import SeqModel, build_model, count_parameters
+from seqkit.model import SeqModel, build_model, count_parameters, task_label, task_model_shape
 from seqkit.plugins import PluginManager
 from seqkit.run_folder import RunFolder, model_meta
 
 log = logging.getLogger(__name__)
-
-
-class TrainingError(SeqkitError):
-    """Training cannot go on (the loss became NaN or infinite)."""
 
 
 def learning_rate(config, step: int) -> float:
@@ -108,7 +104,8 @@ class Trainer:
         self.device = self.group.device
         self.manager = manager
         torch.manual_seed(config.seed)  # the same initial weights on every rank
-        self.model: SeqModel = build_model(config.model, task.model_shape(), manager).to(self.device)
+        self.shape = task_model_shape(task, task_label(manager, config.task.name))
+        self.model: SeqModel = build_model(config.model, self.shape, manager).to(self.device)
         if self.group.rank:
             torch.manual_seed(rank_seed(config.seed, self.group.rank))
         self.parallel = data_parallel(self.model, self.group) if self.group.active else None
@@ -220,7 +217,7 @@ class Trainer:
 
     def run_info(self) -> RunInfo:
         """What this run is about to do (the start-up header)."""
-        shape = self.task.model_shape()
+        shape = self.shape
         data = {split.split: _split_counts(split) for split in (self.train_split, self.valid_split)
                 if split is not None}
         return RunInfo(backend=self.backend.name, device=f"{self.device} ({self.backend.device_name()})",

@@ -270,3 +270,22 @@ def test_a_plugin_raising_during_train_is_a_plugin_code_error(install_plugin, tm
             as caught:
         seqkit.train(tiny("shaky"), out=tmp_path / "run", test=False, progress=False)
     assert isinstance(caught.value, ValueError)
+
+
+def test_every_error_class_is_exported_from_seqkit_and_documented():
+    """An application catches seqkit's errors by the names the README's table gives them."""
+    import inspect
+    from pathlib import Path
+
+    import seqkit.errors
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    table = readme[readme.index("\n## Errors\n"):readme.index("\n## Plugins\n")]
+    classes = [c for _, c in inspect.getmembers(seqkit.errors, inspect.isclass)
+               if issubclass(c, seqkit.SeqkitError)]
+    assert len(classes) >= 12
+    for cls in classes:
+        assert getattr(seqkit, cls.__name__) is cls and cls.__name__ in seqkit.__all__
+        assert f"| `{cls.__name__}`" in table, f"{cls.__name__} is not in the README's error table"
+    for name in ("Events", "RunInfo", "ConsoleProgress"):
+        assert name in seqkit.__all__ and getattr(seqkit, name).__name__ == name

@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from seqkit.bench import ROW_FIELDS, BenchSettings, build_seqkit, model_config, run_bench
-from seqkit.cli.bench import bench
 from seqkit.bench.flops import count_flops, mfu
 from seqkit.bench.raw import build_raw_model, copy_from_seqkit
 from seqkit.bench.steps import Batch
 from seqkit.cli import SeqkitGroup
+from seqkit.cli.bench import bench
 from seqkit.model import count_parameters
 from seqkit.plugins import Registration, make_plugin_manager
 from seqkit_backends.cpu import CpuBackend

@@ -170,3 +170,21 @@ def test_a_wrong_shape_is_refused_before_training_naming_the_plugin(install_plug
         check_run_config(config, manager)
     assert str(info.value) == (f"plugin {plugin}, task 'shapeless': model_shape(): a seq2seq needs "
                                "target_vocab (the target vocabulary size), got None")
+
+
+def test_loading_with_a_task_whose_shape_went_wrong_names_the_plugin_not_the_file(
+        install_plugin, tmp_path, monkeypatch):
+    import importlib
+
+    import seqkit
+
+    plugin = install_plugin(SHAPELESS_TASK.replace("def model_shape(self):", "def broken_shape(self):"))
+    manager = make_plugin_manager()
+    seqkit.train({"task": {"name": "shapeless", "train_size": 16, "valid_size": 0, "test_size": 0},
+                  "model": {"d_model": 8, "encoder": {"name": "gru"}, "decoder": {"name": "gru"}},
+                  "train": {"steps": 1, "eval_every": 1}}, out=tmp_path / "run", manager=manager, test=False)
+    shapeless = importlib.import_module(manager.plugins[plugin].module).Shapeless
+    monkeypatch.setattr(shapeless, "model_shape", shapeless.broken_shape)
+    with pytest.raises(PluginError) as info:
+        seqkit.load(tmp_path / "run", manager=manager)
+    assert str(info.value).startswith(f"plugin {plugin}, task 'shapeless': model_shape(): a seq2seq needs")
