@@ -111,3 +111,24 @@ def test_config_show_lists_unset_options_and_warnings_read_lower_case():
     assert result.returncode == 0, result.stderr
     assert "# hidden_size: not set (integer; None: d_model)" in result.stdout
     assert result.stderr.startswith("seqkit: warning: model.encoder.name=lstm: dropped model.encoder.heads")
+
+
+def test_backends_table_lines_up_whatever_the_names(install_plugin):
+    install_plugin("""
+        from seqkit import hookimpl
+        from seqkit_backends.cpu import CpuBackend
+
+        class LongNamed(CpuBackend):
+            name = "a_long_backend_name"
+            priority = -1
+
+        @hookimpl
+        def register_backends(register):
+            register("a_long_backend_name", LongNamed)
+    """)
+    result = CliRunner().invoke(cli, ["backends"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    columns = {line.index(" available") if " not available" not in line else line.index(" not available")
+               for line in lines}
+    assert len(lines) >= 3 and len(columns) == 1, result.output

@@ -96,8 +96,9 @@ def backends(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     first_available = next((row["name"] for row in rows if row["available"]), None)
+    width = max((len(row["name"]) for row in rows), default=0)
     for row in rows:
         mark = "*" if row["name"] == first_available else " "
         state = "available" if row["available"] else "not available"
         detail = f"  {row['device']}, {row['default_precision']}" if row["available"] else ""
-        click.echo(f"{mark} {row['name']:<6} {state}{detail}")
+        click.echo(f"{mark} {row['name']:<{width}} {state}{detail}")

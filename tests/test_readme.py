@@ -1,4 +1,5 @@
-"""The README's plugin examples are the example plugin's files, verbatim (CI tests those files)."""
+"""The README holds true: its plugin examples are the example plugin's files, verbatim (CI tests
+those files), and its configs pass `seqkit config check` as shown."""
 
 import re
 from pathlib import Path
@@ -32,3 +33,19 @@ def test_readme_vowels_config_trains(tmp_path):
     trained = CliRunner().invoke(cli, ["train", str(tmp_path / "vowels.toml"), "--out", str(tmp_path / "run"),
                                        "--set", "train.steps=2", "--set", "train.eval_every=2"])
     assert trained.exit_code == 0, trained.output
+
+
+def test_every_whole_config_in_the_readme_passes_config_check(tmp_path):
+    """Each ```toml block of the README that is a whole run (it has a [task]) is checked as shown."""
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    blocks = [b for b in re.findall(r"```toml\n(.*?)\n```", (ROOT / "README.md").read_text(), re.S)
+              if re.search(r"^\[task\]", b, re.M)]
+    assert len(blocks) >= 2
+    for number, block in enumerate(blocks):
+        path = tmp_path / f"block{number}.toml"
+        path.write_text(block)
+        result = CliRunner().invoke(cli, ["config", "check", str(path)], catch_exceptions=False)
+        assert result.exit_code == 0, f"README config {number}:\n{block}\n{result.output}"
