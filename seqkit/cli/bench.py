@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from seqkit.bench.settings import DEFAULT_ARCHITECTURES, BenchSettings
+from seqkit.cli.group import plugin_manager
 from seqkit.errors import ConfigError
 
 DEFAULTS = BenchSettings()
@@ -116,7 +117,6 @@ def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_t
     """
     from seqkit.bench.report import format_table, write_csv, write_json, write_plot
     from seqkit.bench.runner import run_bench
-    from seqkit.cli import plugin_manager  # the invocation's manager: honours --disable-plugin
 
     settings = BenchSettings(
         architectures=tuple(_split(architectures)) or DEFAULTS.architectures,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from seqkit.cli.group import plugin_manager
 from seqkit.errors import SeqkitError
 
 
@@ -22,7 +23,6 @@ def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, a
     """Evaluate a run folder's best model (or a checkpoint file): loss, ppl, token_accuracy,
     exact_match (a fraction), bleu, chrf, ... as the task defines them."""
     from seqkit.api import load
-    from seqkit.cli import plugin_manager
 
     model = load(run, manager=plugin_manager(ctx))  # a missing path is its one-line error
     if data is not None:

@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 import click
 
+from seqkit.cli.group import plugin_manager
 from seqkit.errors import ConfigError, DataError, GenerationError, SeqkitError
 
 
@@ -30,7 +31,6 @@ def device_options(command):
 def _load(ctx: click.Context, run: Path, backend_name: str, precision: str):
     from seqkit.api import load
     from seqkit.backends import get_backend, resolve_precision
-    from seqkit.cli import plugin_manager
 
     manager = plugin_manager(ctx)
     backend = get_backend(backend_name, manager)

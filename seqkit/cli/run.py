@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from seqkit.cli.group import plugin_manager
 from seqkit.cli.options import set_option
 from seqkit.errors import SeqkitError
 
@@ -29,7 +30,6 @@ nproc_option = click.option("--nproc", metavar="N",
 
 def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart: bool = False):
     from seqkit.api import train
-    from seqkit.cli import plugin_manager
     from seqkit.distributed import launched, launched_rank
 
     main = launched_rank() == 0
@@ -85,7 +85,6 @@ def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: 
 
 
 def _check_config(ctx: click.Context, config: str, overrides) -> None:
-    from seqkit.cli import plugin_manager
     from seqkit.config import load_config
     from seqkit.preflight import check_run_config
 
