@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from safetensors.torch import load, save
@@ -31,6 +32,18 @@ from seqkit.plugins import PluginManager, Registration
 D_MODEL, BATCH, SOURCE_LEN, TARGET_LEN = 16, 3, 7, 6
 TOLERANCE = {"atol": 1e-5, "rtol": 1e-5}
 OVERFIT_STEPS, OVERFIT_DROP = 300, 0.9
+
+
+def call_checked(who: str, what: str, run: Callable[[], Any]) -> Any:
+    """``run()``; an exception other than a failed check becomes an AssertionError in the author's
+    terms, naming ``who`` (the component) and ``what`` ran, instead of a traceback from its code."""
+    try:
+        return run()
+    except AssertionError:
+        raise
+    except Exception as exc:
+        text = (str(exc).splitlines() or [""])[0]
+        raise AssertionError(f"{who}: {what} raised {type(exc).__name__}: {text}") from None
 
 
 class Unsupported(Exception):

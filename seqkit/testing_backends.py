@@ -5,14 +5,13 @@ for its name and availability only; the rest of its checks are "unsupported" her
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any
 
 import torch
 
 from seqkit.errors import SeqkitError
 from seqkit.interfaces import PRECISIONS, Backend
 from seqkit.plugins import Registration
+from seqkit.testing import call_checked
 
 
 def _backend(reg: Registration, available: bool = True) -> Backend:
@@ -20,22 +19,12 @@ def _backend(reg: Registration, available: bool = True) -> Backend:
     from seqkit.testing import Unsupported
 
     who = f"backend {reg.name}"
-    backend = _call(who, "the factory", reg.factory)
+    backend = call_checked(who, "the factory", reg.factory)
     assert isinstance(backend, Backend), (f"{who}: the factory built a {type(backend).__name__}, "
                                           "not a seqkit.Backend")
-    if available and not _call(who, "is_available()", backend.is_available):
+    if available and not call_checked(who, "is_available()", backend.is_available):
         raise Unsupported("not available on this machine")
     return backend
-
-
-def _call(who: str, what: str, run: Callable[[], Any]) -> Any:
-    try:
-        return run()
-    except AssertionError:
-        raise
-    except Exception as exc:
-        text = (str(exc).splitlines() or [""])[0]
-        raise AssertionError(f"{who}: {what} raised {type(exc).__name__}: {text}") from None
 
 
 def backend_identity(reg: Registration) -> None:
@@ -43,7 +32,7 @@ def backend_identity(reg: Registration) -> None:
     backend, who = _backend(reg, available=False), f"backend {reg.name}"
     assert backend.name == reg.name, (f"{who}: its name attribute is {backend.name!r}; it must be the "
                                       f"name it is registered under, {reg.name!r}")
-    available = _call(who, "is_available()", backend.is_available)
+    available = call_checked(who, "is_available()", backend.is_available)
     assert isinstance(available, bool), f"{who}: is_available() must return a bool, got {available!r}"
     assert isinstance(backend.distributed_backend, str) and backend.distributed_backend, (
         f"{who}: distributed_backend must name a torch.distributed backend (gloo, nccl)")
@@ -53,10 +42,10 @@ def backend_identity(reg: Registration) -> None:
 def backend_device(reg: Registration) -> None:
     """device() is a torch.device that holds tensors, device_name() a non-empty string."""
     backend, who = _backend(reg), f"backend {reg.name}"
-    device = _call(who, "device()", backend.device)
+    device = call_checked(who, "device()", backend.device)
     assert isinstance(device, torch.device), f"{who}: device() must return a torch.device, got {device!r}"
-    _call(who, f"a tensor on device() {device}", lambda: torch.ones(2, device=device) + 1)
-    name = _call(who, "device_name()", backend.device_name)
+    call_checked(who, f"a tensor on device() {device}", lambda: torch.ones(2, device=device) + 1)
+    name = call_checked(who, "device_name()", backend.device_name)
     assert isinstance(name, str) and name, f"{who}: device_name() must be a non-empty string, got {name!r}"
 
 
@@ -64,10 +53,10 @@ def backend_precisions(reg: Registration) -> None:
     """default_precision() is one of supported_precisions(), all of them seqkit precisions; autocast
     of each supported precision runs a matmul, of any other one works or is refused clearly."""
     backend, who = _backend(reg), f"backend {reg.name}"
-    supported = tuple(_call(who, "supported_precisions()", backend.supported_precisions))
+    supported = tuple(call_checked(who, "supported_precisions()", backend.supported_precisions))
     unknown = [p for p in supported if p not in PRECISIONS]
     assert not unknown, f"{who}: supported_precisions() has {unknown}; seqkit knows {', '.join(PRECISIONS)}"
-    default = _call(who, "default_precision()", backend.default_precision)
+    default = call_checked(who, "default_precision()", backend.default_precision)
     assert default in supported, (f"{who}: default_precision() is {default!r}, not one of "
                                   f"supported_precisions() {list(supported)}")
     device = backend.device()
@@ -89,9 +78,9 @@ def backend_runtime(reg: Registration) -> None:
     """synchronize() runs; memory_stats() gives int bytes for at least allocated and peak;
     peak_flops() of each supported precision is positive or None."""
     backend, who = _backend(reg), f"backend {reg.name}"
-    _call(who, "synchronize()", backend.synchronize)
-    _call(who, "reset_peak_memory()", backend.reset_peak_memory)
-    stats = _call(who, "memory_stats()", backend.memory_stats)
+    call_checked(who, "synchronize()", backend.synchronize)
+    call_checked(who, "reset_peak_memory()", backend.reset_peak_memory)
+    stats = call_checked(who, "memory_stats()", backend.memory_stats)
     assert isinstance(stats, dict), f"{who}: memory_stats() must return a dict, got {type(stats).__name__}"
     missing = [key for key in ("allocated", "peak") if key not in stats]
     assert not missing, f"{who}: memory_stats() lacks {', '.join(missing)} (bytes, ints)"
@@ -99,7 +88,7 @@ def backend_runtime(reg: Registration) -> None:
         assert isinstance(value, int) and not isinstance(value, bool) and value >= 0, (
             f"{who}: memory_stats()[{key!r}] must be a non-negative int of bytes, got {value!r}")
     for precision in backend.supported_precisions():
-        flops = _call(who, f"peak_flops({precision!r})", lambda p=precision: backend.peak_flops(p))
+        flops = call_checked(who, f"peak_flops({precision!r})", lambda p=precision: backend.peak_flops(p))
         assert flops is None or (isinstance(flops, (int, float)) and not isinstance(flops, bool)
                                  and math.isfinite(flops) and flops > 0), (
             f"{who}: peak_flops({precision!r}) must be a positive number or None, got {flops!r}")

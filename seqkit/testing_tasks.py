@@ -25,6 +25,7 @@ import torch
 from seqkit.errors import SeqkitError
 from seqkit.interfaces import DIRECTIONS, EncodedExample, Example, Task
 from seqkit.plugins import Registration
+from seqkit.testing import call_checked
 
 EXAMPLES = 20  # examples per split the checks look at
 SPLITS = ("train", "valid", "test")
@@ -67,13 +68,7 @@ class _Built:
 
     def call(self, what: str, run: Callable[[], Any]) -> Any:
         """``run()``; an exception becomes an AssertionError naming the task and ``what`` ran."""
-        try:
-            return run()
-        except AssertionError:
-            raise
-        except Exception as exc:
-            text = (str(exc).splitlines() or [""])[0]
-            raise AssertionError(f"{self.who}: {what} raised {type(exc).__name__}: {text}") from None
+        return call_checked(self.who, what, run)
 
     def examples(self, task: Task, split: str) -> list[Example]:
         return self.call(f"examples({split!r})",

@@ -140,13 +140,16 @@ def _short(value, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def training_options(command):
+    """CONFIG and the options `run` and `train` share, and the context."""
+    for decorate in (click.pass_context, nproc_option, restart_option, out_option, set_option,
+                     click.argument("config", type=click.Path(dir_okay=False))):
+        command = decorate(command)
+    return command
+
+
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-@set_option
-@out_option
-@restart_option
-@nproc_option
-@click.pass_context
+@training_options
 def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint), evaluate the best model on
     the test split, print sample outputs and a summary.
@@ -176,12 +179,7 @@ def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None
 
 
 @click.command("train")
-@click.argument("config", type=click.Path(dir_okay=False))
-@set_option
-@out_option
-@restart_option
-@nproc_option
-@click.pass_context
+@training_options
 def train_command(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation.
     --nproc N trains with N processes, as for `seqkit run`."""
