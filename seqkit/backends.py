@@ -2,21 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+
+from seqkit.blame import exception_line
 from seqkit.errors import BackendUnavailableError, ConfigError, PluginError
 from seqkit.interfaces import Backend
-from seqkit.plugins import PluginManager, make_plugin_manager
+from seqkit.plugins import PluginManager, Registration, make_plugin_manager
+
+log = logging.getLogger(__name__)
 
 
 def backends(manager: PluginManager | None = None) -> list[Backend]:
-    """Every registered backend, instantiated, highest priority first."""
+    """Every registered backend, instantiated, highest priority first. A plugin's backend that
+    cannot be built is left out with a warning naming it (a PluginError in strict mode): one
+    broken third-party backend must not stop runs on every other."""
     manager = manager or make_plugin_manager()
     found = []
     for reg in manager.registrations("backend"):
-        backend = reg.factory()
-        if not isinstance(backend, Backend):
-            raise PluginError(f"plugin {reg.plugin}: backend {reg.name!r} is not a seqkit Backend")
-        found.append(backend)
+        try:
+            found.append(_build(reg))
+        except PluginError as exc:
+            if manager.strict:
+                raise
+            log.warning("%s; left out", exc)
     return sorted(found, key=lambda b: -b.priority)
+
+
+def _build(reg: Registration) -> Backend:
+    who = f"plugin {reg.plugin}: backend {reg.name!r}"
+    try:
+        backend = reg.factory()
+    except PluginError:  # its reference does not import: it names plugin and backend
+        raise
+    except Exception as exc:
+        raise PluginError(f"{who}: building it raised {exception_line(exc)}") from exc
+    if not isinstance(backend, Backend):
+        raise PluginError(f"{who}: is not a seqkit Backend (its factory returned "
+                          f"{type(backend).__name__})")
+    return backend
 
 
 def get_backend(name: str = "auto", manager: PluginManager | None = None) -> Backend:

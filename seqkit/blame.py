@@ -116,17 +116,23 @@ def plugin_errors(manager_of: Callable[..., Any]) -> Callable[[F], F]:
             except Exception as exc:
                 if _out_of_memory(exc):
                     raise
-                manager = manager_of(*args, **kwargs)
-                if manager is None:
-                    from seqkit.plugins import make_plugin_manager
-
-                    manager = make_plugin_manager()
-                found = blame(exc, manager)
+                try:
+                    found = blame(exc, manager_of(*args, **kwargs) or _lookup_manager())
+                except Exception:  # looking up the plugin must never replace the error itself
+                    found = None
                 if found is None:
                     raise
                 raise plugin_code_error(found.describe(exc), exc) from exc
         return call  # type: ignore[return-value]
     return decorate
+
+
+def _lookup_manager() -> Any:
+    """A plugin manager only for finding which plugin owns a module: never strict, so a broken
+    plugin elsewhere does not turn the error being explained into another one."""
+    from seqkit.plugins import make_plugin_manager
+
+    return make_plugin_manager(strict=False)
 
 
 def plugin_code_error(message: str, exc: BaseException) -> PluginCodeError:
@@ -166,7 +172,8 @@ def _module_owners(manager: Any) -> dict[str, str]:
             _add(owners, info.module, info.name)
     for kind in ("encoder", "decoder", "task", "backend", "command"):
         for reg in manager.registrations(kind):
-            module = getattr(_unwrap(reg.factory), "__module__", None)
+            module = reg.module if isinstance(reg.target, str) else \
+                getattr(_unwrap(reg.target), "__module__", None)  # never imports a lazy factory
             if isinstance(module, str):
                 _add(owners, module, reg.plugin)
     return owners
@@ -198,23 +205,24 @@ def _unwrap(factory: Any) -> Any:
 
 def _component(manager: Any, plugin: str, frames: list[FrameType]) -> tuple[str | None, str | None]:
     """Which of ``plugin``'s registrations the frames (outermost first) ran: an object it built
-    (``self`` of a method), its factory function itself, or its only registration."""
-    mine = [reg for kind in ("encoder", "decoder", "task", "backend", "command")
+    (``self`` of a method), its factory function itself, or its only registration. Factories not
+    imported yet cannot have run: they are not imported to find out."""
+    mine = [(reg, reg.loaded()) for kind in ("encoder", "decoder", "task", "backend", "command")
             for reg in manager.registrations(kind) if reg.plugin == plugin]
     for frame in reversed(frames):
         owner = frame.f_locals.get("self")
         if owner is not None:
             reg = manager.built_by(owner) if hasattr(manager, "built_by") else None
             if reg is None:
-                reg = next((r for r in mine if isinstance(r.factory, type)
-                            and r.factory.__module__.partition(".")[0] not in _NOT_PLUGIN_CODE
-                            and isinstance(owner, r.factory)), None)
+                reg = next((r for r, f in mine if isinstance(f, type)
+                            and f.__module__.partition(".")[0] not in _NOT_PLUGIN_CODE
+                            and isinstance(owner, f)), None)
             if reg is not None and reg.plugin == plugin:
                 return reg.kind, reg.name
         code = frame.f_code
-        reg = next((r for r in mine if getattr(_unwrap(r.factory), "__code__", None) is code), None)
+        reg = next((r for r, f in mine if getattr(_unwrap(f), "__code__", None) is code), None)
         if reg is not None:
             return reg.kind, reg.name
     if len(mine) == 1:
-        return mine[0].kind, mine[0].name
+        return mine[0][0].kind, mine[0][0].name
     return None, None

@@ -135,9 +135,9 @@ def _task_name(task: Any, source: Any) -> str:
     if hasattr(source, "registrations"):  # a PluginManager
         registration = source.built_by(task) if hasattr(source, "built_by") else None
         if registration is None:
-            candidates = [reg for reg in source.registrations("task")
-                          if isinstance(reg.factory, type) and isinstance(task, reg.factory)]
-            exact = [reg for reg in candidates if type(task) is reg.factory]
+            loaded = [(reg, reg.loaded()) for reg in source.registrations("task")]
+            candidates = [reg for reg, f in loaded if isinstance(f, type) and isinstance(task, f)]
+            exact = [reg for reg in candidates if type(task) is reg.loaded()]
             registration = (exact or candidates or [None])[0]
     if registration is None or not hasattr(registration, "plugin"):
         return f"task {type(task).__name__}"

@@ -18,10 +18,12 @@ import dataclasses
 import difflib
 import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import os
 import re
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -66,6 +68,26 @@ class Registration:
     plugin: str
     distribution: str | None
     version: str | None
+
+    @property
+    def module(self) -> str | None:
+        """The module holding the factory, read from the reference without importing it."""
+        if isinstance(self.target, str):
+            return self.target.partition(":")[0]
+        return getattr(self.target, "__module__", None)
+
+    def loaded(self) -> Callable[..., Any] | None:
+        """The factory when getting it imports nothing (resolved already, or its module imported
+        already); None otherwise, and for a reference that does not resolve. Never raises: for
+        code that only looks (which plugin built this object?) and must not import a plugin."""
+        if not isinstance(self.target, str):
+            return self.target
+        if self.module not in sys.modules:
+            return None
+        try:
+            return self.factory
+        except PluginError:
+            return None
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -296,7 +318,8 @@ class PluginManager:
     def _hook_problem(self, module: object, name: str) -> str | None:
         """One line on what is wrong with the plugin's hook functions before pluggy sees them (its
         own errors span lines and suggest nothing): a hook name seqkit does not define, or
-        arguments a hook does not offer. None when every hook is fine."""
+        required arguments a hook does not offer (defaulted ones, *args and **kwargs are fine).
+        None when every hook is fine."""
         for attribute in sorted(dir(module)):
             try:
                 options = self.hooks.parse_hookimpl_opts(module, attribute)
@@ -314,7 +337,9 @@ class PluginManager:
                 parameters = inspect.signature(getattr(module, attribute)).parameters
             except (TypeError, ValueError):
                 continue
-            extra = [p for p in parameters if p not in offered and p != "self"]
+            extra = [p for p, parameter in parameters.items()  # pluggy passes only these
+                     if p not in offered and p != "self" and parameter.default is parameter.empty
+                     and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)]
             if extra:
                 names = ", ".join(repr(p) for p in extra)
                 return (f"hook {hook} takes argument{'s' if len(extra) > 1 else ''} {names}, which "
@@ -364,13 +389,28 @@ def _check_registration(kind: str, name: Any, factory: Any, config_class: Any) -
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]*", name):
         raise PluginError(f"{kind} name must be a non-empty identifier, got {name!r}")
     if isinstance(factory, str):
-        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", factory):
+        if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", factory):
             raise PluginError(f"{kind} {name!r}: a factory named by a string must read "
                               f"'module:attribute', got {factory!r}")
+        _check_module_exists(kind, name, factory.partition(":")[0])
     elif not callable(factory):
         raise PluginError(f"{kind} {name!r}: factory is not callable")
     if config_class is not None and not dataclasses.is_dataclass(config_class):
         raise PluginError(f"{kind} {name!r}: config_class must be a dataclass")
+
+
+def _check_module_exists(kind: str, name: str, module: str) -> None:
+    """A factory's module must exist when the plugin loads; it is imported only when first used
+    (``find_spec`` imports the parent packages, which are normally the plugin's own, loaded)."""
+    try:
+        found = module in sys.modules or importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        found = False
+    except Exception as exc:  # a parent package that raises on import, a malformed name
+        raise PluginError(f"{kind} {name!r}: its factory's module {module} cannot be looked up: "
+                          f"{type(exc).__name__}: {exc}") from None
+    if not found:
+        raise PluginError(f"{kind} {name!r}: its factory's module {module} does not exist")
 
 
 def _check_defaults(kind: str, name: str, config_class: type | None) -> None:

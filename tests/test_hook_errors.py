@@ -76,3 +76,20 @@ def test_the_log_line_names_plugin_and_hook(install_plugin, caplog):
     name = install_plugin(RAISING_TASKS)
     make_plugin_manager(strict=False)
     assert f"plugin {name} skipped: hook register_tasks raised ValueError: no data folder" in caplog.text
+
+
+@pytest.mark.parametrize("signature", ["register, extra=None", "register, **kwargs",
+                                       "register, *args", "register, *, note='x'"])
+def test_a_hook_with_optional_or_catch_all_arguments_loads(install_plugin, signature):
+    """Only a required argument seqkit does not offer is an error: pluggy passes the offered ones
+    and leaves defaulted, *args and **kwargs parameters alone."""
+    name = install_plugin(f"""
+from seqkit import hookimpl
+
+@hookimpl
+def register_encoders({signature}):
+    register("optional_args", lambda config, d_model: None)
+""")
+    manager = make_plugin_manager(strict=True)
+    assert manager.plugins[name].status == "ok"
+    assert "optional_args" in manager.names("encoder")
