@@ -155,13 +155,23 @@ def _select(batch: Batch, rows: list[int]) -> Batch:
 
 def metric_directions(task: Task | None) -> dict[str, Direction]:
     """Every metric name with a known direction: the core's, then what ``task`` declares (a task
-    may not redeclare a core metric the other way). A PluginError names a task whose declaration
-    is not a dict of "higher"/"lower"."""
+    may not redeclare a core metric the other way)."""
     from seqkit.errors import PluginError
 
     directions = dict(CORE_DIRECTIONS)
-    if task is None:
-        return directions
+    for name, direction in declared_directions(task).items():
+        if directions.get(name, direction) != direction:
+            raise PluginError(f"task {type(task).__name__}: metric_directions() declares {name!r} "
+                              f"{direction!r}-is-better; seqkit's own {name!r} is {directions[name]!r}")
+        directions[name] = direction
+    return directions
+
+
+def declared_directions(task: Task | None) -> dict[str, Direction]:
+    """What ``task.metric_directions()`` declares ({} for no task, or a task of the older contract
+    without it); a PluginError names a task whose declaration is not a dict of "higher"/"lower"."""
+    from seqkit.errors import PluginError
+
     declared = task.metric_directions() if hasattr(task, "metric_directions") else {}
     if not isinstance(declared, dict):
         raise PluginError(f"task {type(task).__name__}: metric_directions() must return a dict "
@@ -170,11 +180,7 @@ def metric_directions(task: Task | None) -> dict[str, Direction]:
         if not isinstance(name, str) or direction not in DIRECTIONS:
             raise PluginError(f"task {type(task).__name__}: metric_directions()[{name!r}] must be "
                               f"'higher' or 'lower', got {direction!r}")
-        if directions.get(name, direction) != direction:
-            raise PluginError(f"task {type(task).__name__}: metric_directions() declares {name!r} "
-                              f"{direction!r}-is-better; seqkit's own {name!r} is {directions[name]!r}")
-        directions[name] = direction
-    return directions
+    return declared
 
 
 def metric_direction(metric: str, task: Task | None) -> Direction:

@@ -107,7 +107,9 @@ def metric_names(task: Any, has_valid: bool) -> list[str] | None:
     model kind seqkit does not know."""
     if task.model_kind not in CORE_METRICS:
         return None
-    declared = task.metric_directions() if hasattr(task, "metric_directions") else {}
+    from seqkit.evaluate import declared_directions
+
+    declared = declared_directions(task)
     legacy = getattr(type(task), "metric_names", None) or ()
     names = list(dict.fromkeys([*CORE_METRICS[task.model_kind], *declared, *legacy]))
     return names if has_valid else [*names, *(f"train_{n}" for n in names)]

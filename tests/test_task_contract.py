@@ -142,6 +142,22 @@ def test_a_metric_named_but_without_a_direction_is_a_config_error(install_plugin
                                "higher or lower is better (its metric_directions() lacks it)")
 
 
+@pytest.mark.parametrize("declared", ["None", "3", "['error_rate']"])
+def test_a_declaration_that_is_not_a_dict_is_the_tasks_error_in_the_config_check(install_plugin,
+                                                                                 declared):
+    """check_run_config reads the declared names through the same check as the trainer: a task
+    returning something other than a dict gets a PluginError naming it, not a TypeError."""
+    from seqkit.config import load_config
+
+    install_plugin(UNDIRECTED_TASK.replace('{"exact_match": "higher"}', declared))
+    manager = make_plugin_manager()
+    config = load_config({"task": {"name": "scored", "train_size": 10},
+                          "model": {"d_model": 8, "encoder": {"name": "gru"}, "decoder": {"name": "gru"}},
+                          "train": {"best_metric": "error_rate"}}, manager=manager)
+    with pytest.raises(PluginError, match="metric_directions\\(\\) must return a dict"):
+        check_run_config(config, manager)
+
+
 SHAPELESS_TASK = """
 from seqkit import ModelShape, hookimpl
 from seqkit_tasks.synthetic import ReverseTask, SyntheticConfig
