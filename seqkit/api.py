@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from seqkit.errors import ConfigError
 from seqkit.events import Events
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
-from seqkit.progress import ConsoleProgress, is_terminal
+from seqkit.progress import ConsoleProgress
 from seqkit.run_folder import RunFolder, RunFolderError, config_changes
 from seqkit.trained import Model, build_task, load
 from seqkit.trainer import Trainer
@@ -69,11 +68,12 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     every process calls this; they train together, and rank 0 alone writes the run folder and
     evaluates on the test split (the others return an empty ``test``).
 
-    ``progress`` shows what the run does: None (the default) writes a
-    :class:`~seqkit.progress.ConsoleProgress` to standard error when it is a terminal and nothing
-    otherwise; True always, False never; or pass your own reporter (a ConsoleProgress on another
-    stream, an :class:`~seqkit.events.Events`). ``events`` is an Events (or any object with some
-    of the methods step, evaluated, message, started, phase) that gets every event as well: the
+    ``progress`` shows what the run does: True writes a :class:`~seqkit.progress.ConsoleProgress`
+    to standard error (a line rewritten in place on a terminal, plain lines elsewhere); False or
+    None (the default: library code never prints) nothing; or pass your own reporter (a
+    ConsoleProgress on another stream, an :class:`~seqkit.events.Events`). ``events`` is an Events
+    (or any object with some of the methods step, evaluated, message, started, phase) that gets
+    every event as well: the
     header's :class:`~seqkit.events.RunInfo`, each step (step, total, loss, tokens/s, lr), each
     evaluation's metrics, and the start and duration of each long phase. Under torchrun only
     rank 0 reports.
@@ -93,8 +93,19 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     test, restart = flag_argument(test, "test"), flag_argument(restart, "restart")
     samples = integer_argument(samples, "samples")
     manager = manager_argument(manager)
-    events = _reporters(events, progress)
-    manager = manager or make_plugin_manager()
+    display = _display(progress)
+    events = _reporters(events, display)
+    try:
+        return _train(config, out, overrides, kwargs, events, manager or make_plugin_manager(), test,
+                      samples, restart)
+    finally:  # the bar's line ends, however the run ends: what follows starts on its own line
+        if isinstance(display, ConsoleProgress):
+            display.close()
+
+
+def _train(config: str | Path | dict | RunConfig, out: str | Path | None, overrides: list[str],
+           kwargs: dict[str, Any], events: Events, manager: PluginManager, test: bool, samples: int,
+           restart: bool) -> RunResult:
     resolved = resolve_config(config, overrides, kwargs, manager)
     with events.timed("checking the config"):
         check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
@@ -144,23 +155,28 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     return result
 
 
-def _reporters(events: Any, progress: Any) -> Events:
-    """One Events for the user's ``events`` and the ``progress`` display asked for (silent on
-    every rank but 0)."""
-    for name, value in (("events", events), ("progress", progress)):
-        if value is not None and not isinstance(value, bool) and not _reports(value):
-            raise ConfigError(f"{name}: must be an Events or an object with some of the methods "
-                              f"{', '.join(EVENT_NAMES)}; got {type(value).__name__}")
+def _display(progress: Any) -> Any:
+    """The display ``progress`` asks for: None for none (False, None, or not rank 0 under
+    torchrun), a ConsoleProgress on standard error for True, else the reporter given."""
+    if progress is not None and not isinstance(progress, bool) and not _reports(progress):
+        raise ConfigError(f"progress: must be True, False or an object with some of the methods "
+                          f"{', '.join(EVENT_NAMES)}; got {type(progress).__name__}")
+    if not progress or launched_rank() != 0:  # under torchrun rank 0 alone reports
+        return None
+    return ConsoleProgress() if progress is True else progress
+
+
+def _reporters(events: Any, display: Any) -> Events:
+    """One Events for the user's ``events`` and the display (silent on every rank but 0)."""
     if isinstance(events, bool):
         raise ConfigError("events: must be an Events or a reporter object, got a bool (progress=True "
                           "shows progress on the terminal)")
-    if launched_rank() != 0:  # under torchrun rank 0 alone reports
+    if events is not None and not _reports(events):
+        raise ConfigError(f"events: must be an Events or an object with some of the methods "
+                          f"{', '.join(EVENT_NAMES)}; got {type(events).__name__}")
+    if launched_rank() != 0:
         return Events()
-    if progress is None:
-        progress = is_terminal(sys.stderr)
-    if progress is True:
-        progress = ConsoleProgress()
-    return Events.of(events, progress or None)
+    return Events.of(events, display)
 
 
 EVENT_NAMES = ("step", "evaluated", "message", "started", "phase")

@@ -165,6 +165,13 @@ class ConsoleProgress:
         filled = width * min(step, total) // max(total, 1)
         return f"[{'#' * filled}{'.' * (width - filled)}] {text}"
 
+    def close(self) -> None:
+        """End the line being rewritten, so that what follows (an error, the interrupt message,
+        the results) starts on a line of its own; seqkit.train calls it however the run ends."""
+        if self.tty and self.open_line:
+            self._write("\n")
+        self.open_line = self.bar = self.status = ""
+
     # -- writing ---------------------------------------------------------------------------------
 
     def _begin(self) -> None:

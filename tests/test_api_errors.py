@@ -106,7 +106,7 @@ CASES = [
     ("train manager int", lambda s, m: seqkit.train(tiny(), out=s / "c", manager=3), ConfigError,
      "manager: must be a seqkit PluginManager"),
     ("train progress int", lambda s, m: seqkit.train(tiny(), out=s / "c", progress=3), ConfigError,
-     "progress: must be an Events or an object with some of the methods"),
+     "progress: must be True, False or an object with some of the methods"),
     ("train bad task table", lambda s, m: seqkit.train({"task": 3}, out=s / "c"), ConfigError, "task: "),
     ("train run folder with no checkpoint", lambda s, m: seqkit.train(tiny(), out=no_checkpoint(s)),
      RunFolderError, "holds an earlier run but no readable checkpoint"),

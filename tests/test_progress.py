@@ -214,19 +214,56 @@ def test_train_shows_header_phases_and_steps_on_a_given_stream_and_never_on_stdo
     assert capsys.readouterr() == ("", "")  # nothing on stdout, nothing else on stderr
 
 
-def test_train_shows_progress_on_stderr_by_default_when_it_is_a_terminal(tmp_path, monkeypatch):
-    terminal = FakeTerminal()
-    monkeypatch.setattr("sys.stderr", terminal)
-    seqkit.train(tiny(2), out=tmp_path / "run", test=False)
-    assert "training a seq2seq model" in terminal.getvalue() and "2/2" in terminal.getvalue()
-
-
-def test_train_is_quiet_by_default_in_a_pipe_and_when_told(tmp_path, capsys, monkeypatch):
+def test_train_is_quiet_by_default_even_on_a_terminal_and_in_a_pipe(tmp_path, capsys, monkeypatch):
+    """Library code never prints: progress is shown when asked for (the CLI asks)."""
     seqkit.train(tiny(2), out=tmp_path / "a", test=False)
     assert capsys.readouterr() == ("", "")
     monkeypatch.setattr("sys.stderr", FakeTerminal())
-    seqkit.train(tiny(2), out=tmp_path / "b", test=False, progress=False)
+    seqkit.train(tiny(2), out=tmp_path / "b", test=False)
+    seqkit.train(tiny(2), out=tmp_path / "c", test=False, progress=False)
     assert __import__("sys").stderr.getvalue() == ""
+
+
+def test_an_error_during_training_starts_on_a_line_of_its_own(tmp_path):
+    """The bar is a line without its newline: a run that raises ends it, so the error (or the
+    interrupt message) that follows is not glued to it."""
+    stream = FakeTerminal()
+
+    def fail(step, metrics):
+        raise RuntimeError("stop here")
+
+    with pytest.raises(RuntimeError, match="stop here"):
+        seqkit.train(tiny(), out=tmp_path / "run", test=False, events=Events(evaluated=fail),
+                     progress=ConsoleProgress(stream, refresh=0.0))
+    assert "] 3/6" in stream.getvalue() and stream.getvalue().endswith("\n")
+
+
+def test_close_ends_an_open_terminal_line_once():
+    stream = FakeTerminal()
+    progress = ConsoleProgress(stream, refresh=0.0)
+    progress.close()
+    assert stream.getvalue() == ""
+    progress.step(1, 4, 1.0, 10.0, 0.1)
+    progress.close()
+    progress.close()
+    assert "1/4" in stream.getvalue() and stream.getvalue().endswith("\n")
+    assert stream.getvalue().count("\n") == 1
+
+
+def test_a_warning_logged_on_a_terminal_clears_the_bar_first():
+    """The CLI's log lines go to the terminal the bar is drawn on: each erases the bar's line
+    first (the bar is drawn again below it at the next step)."""
+    import logging
+
+    from seqkit.cli.group import log_handler
+    from seqkit.progress import CLEAR_LINE
+
+    record = logging.makeLogRecord({"levelname": "WARNING", "msg": "careful", "levelno": 30})
+    terminal, pipe = FakeTerminal(), io.StringIO()
+    log_handler(terminal).emit(record)
+    log_handler(pipe).emit(record)
+    assert terminal.getvalue() == CLEAR_LINE + "seqkit: warning: careful\n"
+    assert pipe.getvalue() == "seqkit: warning: careful\n"
 
 
 def test_train_progress_true_writes_to_a_pipe_too(tmp_path, capsys):

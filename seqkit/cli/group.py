@@ -4,12 +4,14 @@ print as one line on stderr with exit status 2; ``--debug`` shows tracebacks."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 import click
 
 import seqkit
 from seqkit.errors import SeqkitError
+from seqkit.progress import CLEAR_LINE, is_terminal
 
 log = logging.getLogger("seqkit")
 
@@ -106,12 +108,25 @@ def cli(ctx: click.Context, debug: bool, disable_plugin: tuple[str, ...]) -> Non
     Recurrent networks (RNN, LSTM, GRU) compute over a sequence step by step; the Transformer
     computes all positions at once. seqkit composes any encoder with any decoder.
     """
-    handler = logging.StreamHandler()
-    handler.setFormatter(_LowerCaseLevel("seqkit: %(levelname)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
+                        handlers=[log_handler(sys.stderr)])
     ctx.ensure_object(dict)
 
 
+def log_handler(stream: TextIO) -> logging.Handler:
+    """The command line's log lines, ``seqkit: warning: ...``, on ``stream``."""
+    handler = _LineHandler(stream)
+    handler.setFormatter(_LowerCaseLevel("seqkit: %(levelname)s: %(message)s"))
+    return handler
+
+
+class _LineHandler(logging.StreamHandler):
+    """On a terminal each log line first erases the line being drawn there (a progress bar has
+    no newline yet); the bar is drawn again below it at its next update."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return CLEAR_LINE + text if is_terminal(self.stream) else text
 
 
 class _LowerCaseLevel(logging.Formatter):
