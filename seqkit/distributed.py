@@ -110,9 +110,10 @@ def data_parallel(model: nn.Module, group: Group) -> DataParallel:
     at the next step otherwise (a Transformer decoder's cross-attention in a language model gets
     none). The parameters left without one are found once here, by one backward of a tiny batch,
     and only then is ``find_unused_parameters`` turned on (it costs a walk of the graph per step).
-    Every rank finds the same ones: the model and the probe are the same on all of them."""
+    Every rank finds the same ones: the model and the probe are the same on all of them (a
+    parameter used only for some inputs is not handled: see ``unused_parameters``)."""
     device_ids = [group.device] if group.device.index is not None else None  # None: CPU
-    unused = unused_parameters(model)[0] if hasattr(model, "shape") else []
+    unused = unused_parameters(model, finite=False)[0] if hasattr(model, "shape") else []
     if unused:
         log.info("%d parameter(s) get no gradient in this model (%s%s): DistributedDataParallel "
                  "looks for unused parameters at every step", len(unused), ", ".join(unused[:4]),
@@ -123,14 +124,22 @@ def data_parallel(model: nn.Module, group: Group) -> DataParallel:
 PROBE_BATCH, PROBE_LENGTH = 3, 5
 
 
-def unused_parameters(model: nn.Module) -> tuple[list[str], list[str]]:
+def unused_parameters(model: nn.Module, finite: bool = True) -> tuple[list[str], list[str]]:
     """(names of parameters that get no gradient, names whose gradient is not finite) after one
     forward and backward of a tiny batch through the composed ``model`` (a seqkit.model.SeqModel).
-    The random state and the parameters' ``.grad`` are left as they were."""
+    The random state, the buffers and the parameters' ``.grad`` are left as they were. With
+    ``finite=False`` the gradients' values are not looked at (no wait for the device per
+    parameter) and the second list is empty.
+
+    A parameter whose use depends on the data (a branch taken for some inputs only) may be used by
+    the probe's batch and not by a later one: DistributedDataParallel then fails at that step,
+    naming it; such a component must use every parameter in every forward."""
     shape, device = model.shape, next(model.parameters()).device
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     batch, length = PROBE_BATCH, PROBE_LENGTH
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+            _restored(model, buffers):
         torch.manual_seed(0)
         source = mask = target = None
         if model.encoder is not None:
@@ -146,8 +155,20 @@ def unused_parameters(model: nn.Module) -> tuple[list[str], list[str]]:
                                     allow_unused=True)
     unused = [name for (name, _), g in zip(params, grads, strict=True) if g is None]
     bad = [name for (name, _), g in zip(params, grads, strict=True)
-           if g is not None and not torch.isfinite(g).all()]
+           if finite and g is not None and not torch.isfinite(g).all()]
     return unused, bad
+
+
+@contextlib.contextmanager
+def _restored(model: nn.Module, buffers: dict[str, Tensor]) -> Iterator[None]:
+    """Puts ``buffers`` (name -> saved value) back into ``model`` when the block ends."""
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in buffers:
+                    buffer.copy_(buffers[name])
 
 
 def _json_bytes(value: Any) -> Tensor:

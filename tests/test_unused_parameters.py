@@ -55,6 +55,16 @@ def test_the_probe_leaves_random_state_and_gradients_alone():
     assert all(p.grad is None for p in lm.parameters())
 
 
+def test_the_probe_leaves_buffers_alone():
+    """A forward in training mode may update buffers (running statistics, counters): the probe's
+    forward must not change the model that is then trained."""
+    lm = model("language_model")
+    lm.register_buffer("forwards", torch.zeros(()))
+    lm.register_forward_pre_hook(lambda module, arguments: module.forwards.add_(1) and None)
+    unused_parameters(lm)
+    assert lm.forwards.item() == 0
+
+
 def test_plain_ddp_fails_on_a_language_model_with_cross_attention(one_process_group):
     """What the trainer did before: the second step fails (the reason for the probe)."""
     with pytest.raises(RuntimeError, match="unused parameters|did not receive grad|finished reduction"):
