@@ -16,7 +16,7 @@ from seqkit.config import RunConfig, load_config
 from seqkit.contracts import check_task_state
 from seqkit.distributed import launched_rank, process_group
 from seqkit.errors import ConfigError
-from seqkit.events import Events
+from seqkit.events import EVENT_NAMES, Events, is_reporter
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
 from seqkit.progress import ConsoleProgress
@@ -158,7 +158,7 @@ def _train(config: str | Path | dict | RunConfig, out: str | Path | None, overri
 def _display(progress: Any) -> Any:
     """The display ``progress`` asks for: None for none (False, None, or not rank 0 under
     torchrun), a ConsoleProgress on standard error for True, else the reporter given."""
-    if progress is not None and not isinstance(progress, bool) and not _reports(progress):
+    if progress is not None and not isinstance(progress, bool) and not is_reporter(progress):
         raise ConfigError(f"progress: must be True, False or an object with some of the methods "
                           f"{', '.join(EVENT_NAMES)}; got {type(progress).__name__}")
     if not progress or launched_rank() != 0:  # under torchrun rank 0 alone reports
@@ -171,7 +171,7 @@ def _reporters(events: Any, display: Any) -> Events:
     if isinstance(events, bool):
         raise ConfigError("events: must be an Events or a reporter object, got a bool (progress=True "
                           "shows progress on the terminal)")
-    if events is not None and not _reports(events):
+    if events is not None and not is_reporter(events):
         raise ConfigError(f"events: must be an Events or an object with some of the methods "
                           f"{', '.join(EVENT_NAMES)}; got {type(events).__name__}")
     if launched_rank() != 0:
@@ -179,11 +179,6 @@ def _reporters(events: Any, display: Any) -> Events:
     return Events.of(events, display)
 
 
-EVENT_NAMES = ("step", "evaluated", "message", "started", "phase")
-
-
-def _reports(value: Any) -> bool:
-    return isinstance(value, Events) or any(callable(getattr(value, n, None)) for n in EVENT_NAMES)
 
 
 def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, group, restart: bool,

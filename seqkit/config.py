@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from seqkit.config_blame import ConfigSource, blame, lookup_config, lookup_data
+from seqkit.config_blame import ConfigSource, blame, lookup_config, lookup_data, typed
 from seqkit.config_blame import locate as locate  # re-exported: where a key is in a TOML text
 from seqkit.convert import (
     BASE_DIR,
@@ -293,18 +293,13 @@ def component_names(data: dict[str, Any]) -> dict[tuple, str]:
     return names
 
 
-def _typed(path: tuple, set_paths: set[tuple]) -> bool:
-    """Whether an override gave the key at ``path`` (or a table above it)."""
-    return any(path[: len(set_path)] == set_path for set_path in set_paths)
-
-
 def _drop_options_of(previous: str, name: str, options: dict[str, Any], taken: set[str],
                      path: tuple, set_paths: set[tuple]) -> dict[str, Any]:
     """``options`` less those the config gave for component ``previous`` that ``name`` does not
     take, when an override changed the name: `--set model.encoder.name=lstm` on a Transformer's
     table keeps layers and dropout and drops heads (with a note). What the user typed with
     --set is never dropped: the new component must take it."""
-    dropped = [k for k in options if k not in taken and not _typed((*path, k), set_paths)]
+    dropped = [k for k in options if k not in taken and not typed((*path, k), set_paths)]
     if dropped:
         log.warning("%s.name=%s: dropped %s.%s (options of %s)", format_path(path), name,
                     format_path(path), ", ".join(dropped), previous)

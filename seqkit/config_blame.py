@@ -42,8 +42,7 @@ class ConfigSource:
 
     def typed(self, path: tuple) -> bool:
         """Whether an override gave the key at ``path`` (or a table above it)."""
-        keys = _keys(path)
-        return any(keys[: len(set_path)] == set_path for set_path in self.set_paths)
+        return typed(path, self.set_paths)
 
     def where(self, path: tuple) -> str:
         """``"--set "``, ``"FILE:LINE: "``, ``"FILE: "`` or ``""``: what goes before an error
@@ -163,6 +162,13 @@ def lookup_config(config: Any, path: tuple) -> Any:
         else:
             return ABSENT
     return value
+
+
+def typed(path: tuple, set_paths: Any) -> bool:
+    """Whether an override (one of ``set_paths``, key tuples) gave the key at ``path`` (or a table
+    above it); list indices in ``path`` are not keys."""
+    keys = _keys(path)
+    return any(keys[: len(set_path)] == set_path for set_path in set_paths)
 
 
 def _keys(path: tuple) -> tuple:

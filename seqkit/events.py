@@ -93,12 +93,21 @@ class Events:
         if len(found) == 1 and isinstance(found[0], Events):
             return found[0]
         callbacks = {}
-        for name in ("step", "evaluated", "message", "started", "phase"):
+        for name in EVENT_NAMES:
             chosen = [_callback(r, name) for r in found]
             chosen = [c for c in chosen if c is not None]
             if chosen:
                 callbacks[name] = chosen[0] if len(chosen) == 1 else _Both(chosen)
         return cls(**callbacks)
+
+
+EVENT_NAMES = ("step", "evaluated", "message", "started", "phase")
+
+
+def is_reporter(value: Any) -> bool:
+    """Whether ``value`` can be given to :meth:`Events.of`: an Events, or an object with some of
+    the methods named in ``EVENT_NAMES``."""
+    return isinstance(value, Events) or any(callable(getattr(value, n, None)) for n in EVENT_NAMES)
 
 
 def _callback(reporter: Any, name: str) -> Callable[..., None] | None:
