@@ -4,7 +4,7 @@ check``), while each task's module is imported when the task is built."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,11 @@ class ClassificationConfig:
     tokenizer: Literal["char", "word", "bpe"] = "word"
     vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
     lowercase: bool = False  # lowercase text before tokenizing
+    normalize: Literal["nfkc", "none"] = "nfkc"  # Unicode normalisation before tokenizing
+    whitespace: Literal["collapse", "keep"] = "collapse"  # collapse: runs of spaces/tabs/newlines: one space
+    user_tokens: list[str] = field(default_factory=list)  # never split: each one token ("%s", "{name}")
+    byte_fallback: bool = False  # bpe: unseen characters as byte tokens <0xNN>, not <unk>
+    escapes: bool = False  # tsv/text/parallel: \t \n \r \\ in a field are tab, newline, CR, \
 
     def __post_init__(self):
         check_vocab_size(self)
@@ -56,6 +61,11 @@ class LanguageModelConfig:
     tokenizer: Literal["char", "word", "bpe"] = "bpe"
     vocab_size: int = 8000  # most tokens in the vocabulary, special tokens included (bpe: merge target)
     lowercase: bool = False  # lowercase text before tokenizing
+    normalize: Literal["nfkc", "none"] = "nfkc"  # Unicode normalisation before tokenizing
+    whitespace: Literal["collapse", "keep"] = "collapse"  # collapse: runs of spaces/tabs/newlines: one space
+    user_tokens: list[str] = field(default_factory=list)  # never split: each one token ("%s", "{name}")
+    byte_fallback: bool = False  # bpe: unseen characters as byte tokens <0xNN>, not <unk>
+    escapes: bool = False  # tsv/text/parallel: \t \n \r \\ in a field are tab, newline, CR, \
 
     def __post_init__(self):
         check_vocab_size(self)
@@ -115,6 +125,11 @@ class TranslationConfig:
     vocab_size: int = 8000  # most tokens per vocabulary, special tokens included (bpe: merge target)
     shared_vocab: bool = False  # one tokenizer trained on both sides (needed by share_embeddings)
     lowercase: bool = False  # lowercase text before tokenizing (references too, when scoring)
+    normalize: Literal["nfkc", "none"] = "nfkc"  # Unicode normalisation before tokenizing
+    whitespace: Literal["collapse", "keep"] = "collapse"  # collapse: runs of spaces/tabs/newlines: one space
+    user_tokens: list[str] = field(default_factory=list)  # never split: each one token ("%s", "{name}")
+    byte_fallback: bool = False  # bpe: unseen characters as byte tokens <0xNN>, not <unk>
+    escapes: bool = False  # tsv/text/parallel: \t \n \r \\ in a field are tab, newline, CR, \
 
     def __post_init__(self):
         check_vocab_size(self)
