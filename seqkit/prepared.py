@@ -1,0 +1,409 @@
+"""Prepared data: a task's training split encoded once into memory-mapped files, shared by every
+later run, resume and process of the machine.
+
+The layout follows fairseq's and Megatron's indexed datasets and nanoGPT's token files: per field
+(source, target) one flat array of every example's values (``.bin``, the smallest dtype that holds
+them: uint16 token ids below 65,536) and one int64 array of offsets (``.idx``, n + 1 entries),
+read through ``numpy.memmap`` so that processes share the page cache instead of each holding a copy.
+A JSON manifest says what the files hold and what they were made from.
+
+    <cache>/<task>-<data key>/task_state.json        the task's fitted state (its tokenizers)
+    <cache>/<task>-<data key>/<encoding key>/        manifest.json, train.source.bin/.idx, ...
+
+The data key is a hash of the task's name and options with every file option replaced by the
+SHA-256 of the file's contents (so moving the data or another config over the same data reuses it),
+and of seqkit's version: a changed data file has another key, so stale data are never found. The
+encoding key adds the task state and the ``[data]`` length limits. Files are checked against the
+manifest's sizes and SHA-256 when opened: a damaged folder is reported and prepared again. A folder
+is written under a temporary name and renamed into place, so a reader never sees half of one, and
+two processes preparing the same data at once each finish and one folder wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+import seqkit
+from seqkit.convert import to_toml_data
+from seqkit.data import collate
+from seqkit.errors import DataError, StorageError
+from seqkit.interfaces import Batch, EncodedExample
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # of the files below; a change makes every earlier folder unused
+FIELDS = ("source", "target")
+CHUNK_BYTES = 16 << 20  # written to disk in pieces of about this size
+
+
+def cache_root() -> Path:
+    """Where prepared data live: $SEQKIT_CACHE, else $XDG_CACHE_HOME/seqkit, else ~/.cache/seqkit."""
+    if os.environ.get("SEQKIT_CACHE"):
+        return Path(os.environ["SEQKIT_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "seqkit"
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's contents (about 1 GB/s)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprint(value: Path) -> Any:
+    """What a file option names, by content: a file's SHA-256; a folder's files (recursively); a
+    prefix (``data/train`` of format "parallel") the files ``data/train.*``; else "missing"."""
+    if value.is_file():
+        return file_digest(value)
+    if value.is_dir():
+        files = sorted(p for p in value.rglob("*") if p.is_file())
+        return {str(p.relative_to(value)): file_digest(p) for p in files}
+    siblings = sorted(value.parent.glob(f"{value.name}.*")) if value.parent.is_dir() else []
+    siblings = [p for p in siblings if p.is_file()]
+    if siblings:
+        return {p.name[len(value.name):]: file_digest(p) for p in siblings}
+    return "missing"
+
+
+def data_key(task_name: str, options: Any) -> str:
+    """The hash that names the prepared data of a task over its data files (see the module doc)."""
+    described = {"format": FORMAT, "seqkit": seqkit.__version__, "task": task_name,
+                 "options": _by_content(options)}
+    return _hash(described)
+
+
+def _by_content(options: Any) -> Any:
+    if options is None:
+        return None
+    fields = dataclasses.fields(options) if dataclasses.is_dataclass(options) else ()
+    data = {}
+    for f in fields:
+        value = getattr(options, f.name)
+        data[f.name] = ({"file": fingerprint(value)} if isinstance(value, Path)
+                        else to_toml_data(value))
+    return data
+
+
+def _hash(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+class _FieldWriter:
+    """Appends one field's rows to ``<stem>.bin`` and their offsets to ``<stem>.idx``."""
+
+    def __init__(self, stem: Path, vocab: int | None):
+        self.stem, self.vocab = stem, vocab
+        self.bin = open(f"{stem}.bin", "wb")
+        self.idx = open(f"{stem}.idx", "wb")
+        self.idx.write(np.zeros(1, dtype=np.int64).tobytes())
+        self.count = 0  # values written (rows of the trailing shape)
+        self.rows = 0
+        self.meta: dict[str, Any] | None = None
+        self.pending: list[np.ndarray] = []
+        self.offsets: list[int] = []
+        self.pending_bytes = 0
+
+    def add(self, value: Tensor, where: str) -> None:
+        scalar = value.dim() == 0
+        rows = value.reshape(1) if scalar else value
+        meta = {"dtype": str(value.dtype).removeprefix("torch."), "trailing": list(rows.shape[1:]),
+                "scalar": scalar}
+        if self.meta is None:
+            self.meta = {**meta, "store": self._store_dtype(value)}
+        elif {k: self.meta[k] for k in meta} != meta:
+            raise DataError(f"{where}: the task encoded a {self.stem.name.partition('.')[2]} of dtype "
+                            f"{meta['dtype']}, shape {tuple(value.shape)}, unlike the examples before "
+                            f"it ({self.meta['dtype']}, rows of {tuple(self.meta['trailing'])})")
+        array = rows.numpy()
+        limit = self.vocab if self.meta["store"] in ("uint16", "int32") else None
+        if limit is not None and array.size and (array.min() < 0 or array.max() >= limit):
+            bad = int(array.max() if array.max() >= limit else array.min())
+            raise DataError(f"{where}: the task encoded token id {bad}, outside its vocabulary of "
+                            f"{limit} (model_shape()) for the {self.stem.name.partition('.')[2]}")
+        array = array.astype(self.meta["store"], copy=False)
+        self.count += len(array)
+        self.rows += 1
+        self.pending.append(array)
+        self.offsets.append(self.count)
+        self.pending_bytes += array.nbytes
+        if self.pending_bytes >= CHUNK_BYTES:
+            self.flush()
+
+    def _store_dtype(self, value: Tensor) -> str:
+        if value.is_floating_point():
+            return str(value.dtype).removeprefix("torch.")
+        if value.dtype == torch.bool:
+            return "bool"
+        return "uint16" if self.vocab is not None and self.vocab <= 65536 else "int32" \
+            if self.vocab is not None and self.vocab < 2**31 else "int64"
+
+    def flush(self) -> None:
+        if self.pending:
+            self.bin.write(b"".join(a.tobytes() for a in self.pending))
+            self.idx.write(np.asarray(self.offsets, dtype=np.int64).tobytes())
+        self.pending, self.offsets, self.pending_bytes = [], [], 0
+
+    def close(self) -> dict[str, Any]:
+        self.flush()
+        for handle in (self.bin, self.idx):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        return {**(self.meta or {}), "rows": self.rows, "values": self.count}
+
+
+def write_split(folder: Path, split: str, items: Iterable[tuple[Tensor | None, Tensor, str]],
+                vocab: dict[str, int | None]) -> dict[str, Any]:
+    """Write (source, target, where) items as ``split``'s fields in ``folder``; their metadata."""
+    writers: dict[str, _FieldWriter] = {}
+    try:
+        for source, target, where in items:
+            for name, value in (("source", source), ("target", target)):
+                if value is None:
+                    continue
+                if name not in writers:
+                    writers[name] = _FieldWriter(folder / f"{split}.{name}", vocab.get(name))
+                writers[name].add(value, where)
+    finally:
+        fields = {name: writer.close() for name, writer in writers.items()}
+    return fields
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+class _Field:
+    """One field of a prepared split, memory-mapped."""
+
+    def __init__(self, stem: Path, meta: dict[str, Any]):
+        self.meta = meta
+        trailing = tuple(meta["trailing"])
+        self.values = np.memmap(f"{stem}.bin", dtype=meta["store"], mode="r",
+                                shape=(meta["values"], *trailing)) if meta["values"] else \
+            np.zeros((0, *trailing), dtype=meta["store"])
+        self.offsets = np.memmap(f"{stem}.idx", dtype=np.int64, mode="r", shape=(meta["rows"] + 1,))
+        self.dtype = getattr(torch, meta["dtype"])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row(self, i: int) -> Tensor:
+        array = np.array(self.values[self.offsets[i]:self.offsets[i + 1]])  # a copy: torch may write
+        value = torch.from_numpy(array).to(self.dtype)
+        return value.reshape(()) if self.meta["scalar"] else value
+
+
+@dataclass
+class PreparedSplit:
+    """A split read from prepared files: what the trainer needs of an EncodedSplit (lengths,
+    sizes, batches), without a Python object per example."""
+
+    split: str
+    folder: Path
+    stats: dict[str, int]
+    fields: dict[str, _Field]
+
+    def __len__(self) -> int:
+        return self.fields["target"].meta["rows"]
+
+    @property
+    def source_lengths(self) -> np.ndarray:
+        source = self.fields.get("source")
+        return source.lengths if source is not None else np.zeros(len(self), dtype=np.int64)
+
+    @property
+    def target_lengths(self) -> np.ndarray:
+        """Tokens of each target sequence (0 for a class or values, as EncodedSplit counts)."""
+        target = self.fields["target"]
+        sequence = not target.meta["scalar"] and not target.meta["trailing"] and \
+            not target.dtype.is_floating_point
+        return target.lengths if sequence else np.zeros(len(self), dtype=np.int64)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.maximum(self.source_lengths, self.target_lengths)
+
+    @property
+    def features(self) -> bool:
+        """Whether sources are feature vectors (not token ids)."""
+        source = self.fields.get("source")
+        return source is not None and source.dtype.is_floating_point
+
+    def __getitem__(self, index: int) -> EncodedExample:
+        source = self.fields.get("source")
+        return EncodedExample(source.row(index) if source is not None else None,
+                              self.fields["target"].row(index))
+
+    def batch(self, indices: Iterable[int]) -> Batch:
+        indices = list(indices)
+        return collate([self[i] for i in indices], indices)
+
+
+# -- the folder ---------------------------------------------------------------------------------
+
+
+def _manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _Damaged(f"manifest.json: {exc}") from None
+
+
+class _Damaged(Exception):
+    """What is wrong with a prepared folder."""
+
+
+def _verify(folder: Path, manifest: dict[str, Any]) -> None:
+    for name, expected in manifest["files"].items():
+        path = folder / name
+        if not path.is_file():
+            raise _Damaged(f"{name} is missing")
+        if path.stat().st_size != expected["bytes"]:
+            raise _Damaged(f"{name} has {path.stat().st_size} bytes, the manifest says {expected['bytes']}")
+        if file_digest(path) != expected["sha256"]:
+            raise _Damaged(f"{name} does not match its checksum")
+
+
+def open_split(folder: Path, split: str) -> PreparedSplit | None:
+    """The prepared ``split`` in ``folder``; None when there is none. A damaged folder is removed
+    (with a warning saying what was wrong), so that it is prepared again."""
+    try:
+        manifest = _manifest(folder)
+        if manifest is None or split not in manifest.get("splits", {}):
+            return None
+        if manifest.get("format") != FORMAT:
+            raise _Damaged(f"format {manifest.get('format')}, this seqkit reads {FORMAT}")
+        _verify(folder, manifest)
+        entry = manifest["splits"][split]
+        fields = {name: _Field(folder / f"{split}.{name}", meta) for name, meta in entry["fields"].items()}
+    except (_Damaged, KeyError, TypeError, ValueError) as exc:
+        log.warning("prepared data %s damaged (%s): preparing it again", folder, exc)
+        remove(folder)
+        return None
+    return PreparedSplit(split, folder, entry["stats"], fields)
+
+
+def write_folder(folder: Path, split: str, items: Iterator[tuple[Tensor | None, Tensor, str]],
+                 stats: dict[str, int], vocab: dict[str, int | None], made_from: dict[str, Any]) -> None:
+    """Prepare ``split`` into ``folder``: written under a temporary name beside it, then renamed
+    into place; when another process got there first, its folder is kept."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    temporary = folder.with_name(f"{folder.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temporary.mkdir()
+    try:
+        fields = write_split(temporary, split, items, vocab)
+        files = {p.name: {"bytes": p.stat().st_size, "sha256": file_digest(p)}
+                 for p in sorted(temporary.iterdir())}
+        manifest = {"format": FORMAT, "seqkit": seqkit.__version__, "made_from": made_from,
+                    "splits": {split: {"stats": dict(stats), "fields": fields}}, "files": files}
+        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        try:
+            temporary.rename(folder)
+        except OSError:
+            if not (folder / "manifest.json").is_file():
+                raise
+            log.info("prepared data %s: another process finished it first", folder)
+    except OSError as exc:
+        raise StorageError(f"{folder}: cannot write prepared data: {exc.strerror or exc}") from None
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def remove(folder: Path) -> None:
+    try:
+        shutil.rmtree(folder)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"{folder}: damaged prepared data that cannot be removed: "
+                           f"{exc.strerror or exc}") from None
+
+
+# -- the data of one task -----------------------------------------------------------------------
+
+Encoder = Any  # (task, split, data config, stats) -> iterator of (source, target, where)
+
+
+@dataclass
+class Prepared:
+    """The prepared data of one task over its data files: its fitted state and its encodings."""
+
+    root: Path
+    task_name: str
+    key: str
+
+    @classmethod
+    def of(cls, task_name: str, options: Any, root: Path | None = None) -> Prepared:
+        return cls(Path(root) if root is not None else cache_root(), task_name, data_key(task_name, options))
+
+    @property
+    def folder(self) -> Path:
+        return self.root / f"{self.task_name}-{self.key}"
+
+    def state(self) -> dict[str, Any] | None:
+        """The task state fitted on this data before (None: not yet, or unreadable)."""
+        path = self.folder / "task_state.json"
+        try:
+            state = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("prepared task state %s unreadable (%s): fitting again", path, exc)
+            return None
+        return state if isinstance(state, dict) else None
+
+    def save_state(self, state: dict[str, Any]) -> None:
+        from seqkit.storage import atomic_write, make_folder
+
+        make_folder(self.folder)
+        atomic_write(self.folder / "task_state.json", json.dumps(state).encode())
+
+    def encoding(self, state: dict[str, Any], data: Any) -> Path:
+        """The folder of the encoding made with task ``state`` under the ``[data]`` limits."""
+        limits = {name: getattr(data, name) for name in ("max_source_len", "max_target_len", "too_long")}
+        return self.folder / _hash({"state": state, "limits": limits})
+
+    def split(self, task: Any, split: str, data: Any, encode: Encoder) -> PreparedSplit:
+        """``split`` of ``task`` prepared: opened when it exists (and is whole), else encoded with
+        ``encode`` and written first."""
+        folder = self.encoding(task.state_dict(), data)
+        found = open_split(folder, split)
+        if found is not None:
+            return found
+        stats: dict[str, int] = {}
+        shape = task.model_shape()
+        vocab = {"source": shape.source_vocab, "target": shape.target_vocab or shape.num_outputs}
+        made_from = {"task": self.task_name, "data_key": self.key, "limits": folder.name}
+        write_folder(folder, split, encode(task, split, data, stats), stats, vocab, made_from)
+        found = open_split(folder, split)
+        if found is None:
+            raise StorageError(f"{folder}: prepared data just written cannot be read back")
+        return found
