@@ -10,7 +10,18 @@ kinds:
   word  one token per whitespace-separated word; decode joins words with single spaces
   bpe   byte-pair encoding over characters (HF ``BPE`` model and trainer); a word keeps the space
         before it (GPT-2 style pre-tokenization without bytes), so text round-trips exactly, and
-        characters never seen in training become UNK instead of bytes
+        characters never seen in training become UNK, or with ``byte_fallback`` the byte tokens
+        ``<0x00>`` .. ``<0xFF>`` of their UTF-8 form (as SentencePiece and Llama do), which decode
+        back to the character
+
+Options for real text, all applied by the HF tokenizer itself (normalizers, added tokens), so the
+saved tokenizer encodes as it was trained:
+  normalize     "nfkc": Unicode compatibility forms folded ("ﬁ" -> "fi", "１２" -> "12", NBSP -> space)
+  whitespace    "collapse": every run of Unicode whitespace becomes one space, the ends stripped
+  lowercase     after the two above
+  user_tokens   strings always encoded as one token each, never split, and decoded as they are
+                (placeholders such as ``%s``, ``{name}``, markup ``<b>``); they match the normalised
+                text, are left out of training, and count within ``vocab_size``
 
 The whole tokenizer is an HF ``tokenizer.json`` string (``to_json``), saved inside checkpoints and
 loadable by ``tokenizers.Tokenizer.from_str`` too.
@@ -19,17 +30,21 @@ loadable by ``tokenizers.Tokenizer.from_str`` too.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Literal
 
-from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from seqkit.errors import DataError
+from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import SPECIAL_TOKENS, UNK
 
 TokenizerKind = Literal["char", "word", "bpe"]
 KINDS: tuple[str, ...] = ("char", "word", "bpe")
+NORMALIZE: tuple[str, ...] = ("nfkc", "none")
+WHITESPACE: tuple[str, ...] = ("collapse", "keep")
+BYTE_TOKENS: tuple[str, ...] = tuple(f"<0x{byte:02X}>" for byte in range(256))
 
 _UNLIMITED = 1 << 24  # a vocabulary size no corpus reaches: "keep everything"
 _ANY_CHARACTER = Regex(r"[\s\S]")  # Oniguruma: "." would not match a newline
@@ -53,23 +68,42 @@ class Tokenizer:
 
     @classmethod
     def train(cls, kind: str, texts: Iterable[str], vocab_size: int | None = None,
-              lowercase: bool = False) -> Tokenizer:
-        """Learn a vocabulary of at most ``vocab_size`` tokens (special tokens included) from
-        ``texts``: the most frequent characters or words, or BPE merges up to that size. None keeps
-        every character / word (and, for BPE, allows merges up to a very large vocabulary)."""
+              lowercase: bool = False, normalize: str = "none", whitespace: str = "keep",
+              user_tokens: Sequence[str] = (), byte_fallback: bool = False) -> Tokenizer:
+        """Learn a vocabulary of at most ``vocab_size`` tokens (special, user and byte tokens
+        included) from ``texts``: the most frequent characters or words, or BPE merges up to that
+        size. None keeps every character / word (and, for BPE, allows merges up to a very large
+        vocabulary). The options are described in the module docstring; their defaults change
+        nothing. A bad option is a ConfigError whose ``key`` names it (``user_tokens[2]``)."""
         _check_kind(kind)
-        if vocab_size is not None and vocab_size <= len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, "
-                             f"got {vocab_size}")
-        backend = _empty_backend(kind, lowercase)
-        size = vocab_size or _UNLIMITED
+        _check_choice("normalize", normalize, NORMALIZE)
+        _check_choice("whitespace", whitespace, WHITESPACE)
+        if byte_fallback and kind != "bpe":
+            raise ConfigError(f"only for the bpe tokenizer, not {kind}", key="byte_fallback")
+        backend = _empty_backend(kind, _normalizer(normalize, whitespace, lowercase), byte_fallback)
+        tokens = _user_tokens(user_tokens, backend.normalizer, byte_fallback)
+        reserved = len(BYTE_TOKENS) * byte_fallback + len(tokens)
+        _check_vocab_size(vocab_size, byte_fallback, len(tokens))
+        size = (vocab_size or _UNLIMITED) - reserved
         if kind == "bpe":
+            # with byte fallback the alphabet is cut to fit too: rarer characters are spelled in bytes
+            limit = {"limit_alphabet": size - len(SPECIAL_TOKENS)} if byte_fallback else {}
             trainer = trainers.BpeTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS),
-                                          min_frequency=0, show_progress=False)
+                                          min_frequency=0, show_progress=False, **limit)
         else:
             trainer = trainers.WordLevelTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS),
                                                 min_frequency=0, show_progress=False)
-        backend.train_from_iterator(texts, trainer)
+        if tokens:
+            # the trainer does not split user tokens off as encoding does: it learns from the
+            # normalised text between them (the normalizer is put back after training)
+            normalizer, backend.normalizer = backend.normalizer, None
+            backend.train_from_iterator(_between(texts, tokens, _normalize_function(normalizer)), trainer)
+            backend.normalizer = normalizer
+        else:
+            backend.train_from_iterator(texts, trainer)
+        if byte_fallback:
+            backend = _with_byte_tokens(backend)
+        backend.add_tokens([AddedToken(token, normalized=True) for token in tokens])
         return cls(backend, kind)
 
     @classmethod
@@ -83,7 +117,7 @@ class Tokenizer:
             if token in vocab:
                 raise ValueError(f"token {token!r} appears twice (or is a special token)")
             vocab[token] = len(vocab)
-        backend = _empty_backend(kind, lowercase, vocab)
+        backend = _empty_backend(kind, _normalizer("none", "keep", lowercase), vocab=vocab)
         backend.add_special_tokens(list(SPECIAL_TOKENS))
         return cls(backend, kind)
 
@@ -127,10 +161,10 @@ class Tokenizer:
         return self.backend.id_to_token(index)
 
     def normalize(self, text: str) -> str:
-        """``text`` as the tokenizer sees it: lowercased if it lowercases, whitespace collapsed to
-        single spaces for ``word`` (what a decoded prediction can look like at best)."""
-        if self.backend.normalizer is not None:
-            text = self.backend.normalizer.normalize_str(text)
+        """``text`` as the tokenizer sees it: through its normalizer (NFKC, whitespace, lowercase,
+        as trained), whitespace collapsed to single spaces for ``word`` (what a decoded prediction
+        can look like at best)."""
+        text = _normalize_function(self.backend.normalizer)(text)
         return " ".join(text.split()) if self.kind == "word" else text
 
     def __repr__(self) -> str:
@@ -139,12 +173,85 @@ class Tokenizer:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise ValueError(f"unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}",
+                          key="tokenizer")
 
 
-def _empty_backend(kind: str, lowercase: bool, vocab: dict[str, int] | None = None) -> HFTokenizer:
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}", key=key)
+
+
+def _check_vocab_size(vocab_size: int | None, byte_fallback: bool, user_tokens: int) -> None:
+    parts = [(len(SPECIAL_TOKENS), "special tokens"),
+             (len(BYTE_TOKENS) * byte_fallback, "byte tokens (byte_fallback)"), (user_tokens, "user tokens")]
+    parts = [(count, what) for count, what in parts if count]
+    need = sum(count for count, _ in parts)
+    if vocab_size is not None and vocab_size <= need:
+        terms = " + ".join(f"{count} {what}" for count, what in parts)
+        total = f" = {need}" if len(parts) > 1 else ""
+        raise ConfigError(f"must exceed the {terms}{total}, got {vocab_size}", key="vocab_size")
+
+
+def _user_tokens(tokens: Sequence[str], normalizer: normalizers.Normalizer | None,
+                 byte_fallback: bool) -> list[str]:
+    """``tokens`` as the normalised text holds them; a ConfigError naming ``user_tokens[i]`` for one
+    that is empty, reserved, or the same as an earlier one."""
+    reserved = {*SPECIAL_TOKENS, *(BYTE_TOKENS if byte_fallback else ())}
+    normalize = _normalize_function(normalizer)
+    normalized: dict[str, int] = {}  # normalised token -> index of its first appearance
+    for i, token in enumerate(tokens):
+        key = f"user_tokens[{i}]"
+        if not isinstance(token, str) or not token:
+            raise ConfigError(f"empty: a user token must be a non-empty string, got {token!r}", key=key)
+        form = normalize(token)
+        if not form:
+            raise ConfigError(f"nothing is left of {token!r} once normalised (whitespace, normalize)",
+                              key=key)
+        if token in reserved or form in reserved:
+            kind = "special" if form in SPECIAL_TOKENS or token in SPECIAL_TOKENS else "byte"
+            raise ConfigError(f"{token!r} is a {kind} token", key=key)
+        if token in tokens[:i]:
+            raise ConfigError(f"{token!r} appears twice, first as user_tokens[{tokens.index(token)}]",
+                              key=key)
+        if form in normalized:
+            raise ConfigError(f"{token!r} is the same as user_tokens[{normalized[form]}] once normalised "
+                              f"({form!r})", key=key)
+        normalized[form] = i
+    return list(normalized)
+
+
+def _between(texts: Iterable[str], tokens: list[str], normalize: Callable[[str], str]) -> Iterator[str]:
+    """The normalised pieces of ``texts`` between user tokens, longest token first where they
+    overlap, as the HF tokenizer splits them off (leftmost-longest)."""
+    pattern = re.compile("|".join(re.escape(token) for token in sorted(tokens, key=len, reverse=True)))
+    for text in texts:
+        yield from (piece for piece in pattern.split(normalize(text)) if piece)
+
+
+def _normalize_function(normalizer: normalizers.Normalizer | None) -> Callable[[str], str]:
+    return (lambda text: text) if normalizer is None else normalizer.normalize_str
+
+
+def _normalizer(normalize: str, whitespace: str, lowercase: bool) -> normalizers.Normalizer | None:
+    """NFKC first (it turns NBSP and other spaces into " "), then whitespace, then lowercase; None
+    or the lone Lowercase when nothing else is asked for, as tokenizers saved before these options."""
+    steps = []
+    if normalize == "nfkc":
+        steps.append(normalizers.NFKC())
+    if whitespace == "collapse":
+        steps += [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+    if lowercase:
+        steps.append(normalizers.Lowercase())
+    if len(steps) <= 1:
+        return steps[0] if steps else None
+    return normalizers.Sequence(steps)
+
+
+def _empty_backend(kind: str, normalizer: normalizers.Normalizer | None, byte_fallback: bool = False,
+                   vocab: dict[str, int] | None = None) -> HFTokenizer:
     if kind == "bpe":
-        backend = HFTokenizer(models.BPE(unk_token=SPECIAL_TOKENS[UNK]))
+        backend = HFTokenizer(models.BPE(unk_token=SPECIAL_TOKENS[UNK], byte_fallback=byte_fallback))
         backend.pre_tokenizer = pre_tokenizers.Split(_WORDS_WITH_SPACE, behavior="isolated")
         backend.decoder = decoders.Fuse()
     else:
@@ -154,6 +261,20 @@ def _empty_backend(kind: str, lowercase: bool, vocab: dict[str, int] | None = No
             backend.decoder = decoders.Fuse()
         else:
             backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()  # decoded words join with " "
-    if lowercase:
-        backend.normalizer = normalizers.Lowercase()
+    if normalizer is not None:
+        backend.normalizer = normalizer
+    return backend
+
+
+def _with_byte_tokens(backend: HFTokenizer) -> HFTokenizer:
+    """The trained BPE ``backend`` with the 256 byte tokens after its vocabulary, and a decoder that
+    turns runs of them back into characters. The trainer cannot add them itself: as its special
+    tokens they would be skipped when decoding. No learned token can look like one: the
+    pre-tokenizer cuts "<", "0", "x41" and ">" apart."""
+    data = json.loads(backend.to_str())
+    vocab = data["model"]["vocab"]
+    for token in BYTE_TOKENS:
+        vocab[token] = len(vocab)
+    backend = HFTokenizer.from_str(json.dumps(data))
+    backend.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
     return backend
