@@ -176,3 +176,96 @@ def test_a_line_too_long_to_be_an_example_is_an_error(tmp_path, monkeypatch):
     path = write(tmp_path / "a.tsv", "a\tb\n" + "x" * 40 + "\n")
     with pytest.raises(DataError, match=f"^{path}:2: a line longer than"):
         list(read_tsv(path))
+
+
+# -- escapes: \t \n \r \\ in tsv, text and parallel files -----------------------------------------
+
+TRICKY = ["tab\there", "two\nlines", "windows\r\nend", "back\\slash", "\\t is not a tab", "ends with \\",
+          "\\\\n", "plain"]
+
+
+def test_escape_writes_the_two_character_sequences():
+    from seqkit.readers import escape
+
+    assert escape("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    assert escape("\\n") == "\\\\n" and escape("plain") == "plain"
+
+
+def test_escaped_tsv_round_trip(tmp_path):
+    from seqkit.readers import escape
+
+    pairs = list(zip(TRICKY, reversed(TRICKY), strict=True))
+    path = write(tmp_path / "a.tsv", "".join(f"{escape(s)}\t{escape(t)}\n" for s, t in pairs))
+    assert len(path.read_text(encoding="utf-8").splitlines()) == len(pairs)  # one line per pair
+    examples = list(read_tsv(path, escapes=True))
+    assert [(e.source, e.target) for e in examples] == pairs
+    assert [e.where for e in examples] == [f"{path}:{i}" for i in range(1, len(pairs) + 1)]
+
+
+def test_escaped_text_and_parallel_files_round_trip(tmp_path):
+    from seqkit.readers import escape
+
+    text = write(tmp_path / "lm.txt", "".join(f"{escape(t)}\n" for t in TRICKY))
+    assert [e.target for e in read_lines(text, escapes=True)] == TRICKY
+    source = write(tmp_path / "train.de", "".join(f"{escape(t)}\n" for t in TRICKY))
+    target = write(tmp_path / "train.en", "".join(f"{escape(t.upper())}\n" for t in TRICKY))
+    examples = list(read_parallel(source, target, escapes=True))
+    assert [(e.source, e.target) for e in examples] == [(t, t.upper()) for t in TRICKY]
+
+
+@pytest.mark.parametrize("reader, text, message", [
+    (read_tsv, "a\tb\nsource\tC:\\qux\n", r"unknown escape \\q in field 2; escapes are \\t \\n \\r \\\\$"),
+    (read_tsv, "a\tb\nends\\\tx\n", r"a lone backslash ends field 1; escapes are \\t \\n \\r \\\\$"),
+    (read_lines, "a\nfine\\tthen \\x\n", r"unknown escape \\x; escapes are \\t \\n \\r \\\\$"),
+    (read_lines, "a\nends\\\n", r"a lone backslash ends the line; escapes are"),
+])
+def test_an_unknown_escape_names_its_line(tmp_path, reader, text, message):
+    path = write(tmp_path / "a.txt", text)
+    with pytest.raises(DataError, match=f"^{path}:2: {message}"):
+        list(reader(path, escapes=True))
+
+
+def test_an_unknown_escape_in_a_parallel_file_names_that_file(tmp_path):
+    source = write(tmp_path / "s.txt", "a\nb\n")
+    target = write(tmp_path / "t.txt", "x\n\\y\n")
+    with pytest.raises(DataError, match=rf"^{target}:2: unknown escape \\y; escapes are"):
+        list(read_parallel(source, target, escapes=True))
+
+
+def test_without_escapes_backslashes_stay_as_they_are(tmp_path):
+    path = write(tmp_path / "a.tsv", "C:\\new\\tab\tends with \\\n")
+    assert [(e.source, e.target) for e in read_tsv(path)] == [("C:\\new\\tab", "ends with \\")]
+    text = write(tmp_path / "lm.txt", "a \\q b\n")
+    assert [e.target for e in read_lines(text)] == ["a \\q b"]
+    jsonl = write(tmp_path / "a.jsonl", '{"s": "a\\\\tb", "t": "c\\td"}\n')  # JSON has its own escapes
+    assert [(e.source, e.target) for e in read_jsonl(jsonl, "s", "t")] == [("a\\tb", "c\td")]
+
+
+@pytest.mark.parametrize("name, options, lines", [
+    ("translation", {"train": "train.tsv"}, ["a\\tb\tc\\nd"]),
+    ("translation", {"train": "train", "format": "parallel", "source_lang": "de", "target_lang": "en"}, None),
+    ("language_model", {"train": "train.txt"}, ["a\\tb\\nc\\\\"]),
+    ("classification", {"train": "train.tsv"}, ["a\\tb\tpos"]),
+])
+def test_the_text_tasks_pass_their_escapes_option(tmp_path, name, options, lines):
+    import tomli_w
+
+    import seqkit_tasks
+    from seqkit.config import load_config
+    from seqkit.plugins import PluginManager
+
+    if lines is None:
+        write(tmp_path / "train.de", "a\\tb\n")
+        write(tmp_path / "train.en", "c\\nd\n")
+    else:
+        write(tmp_path / options["train"], "".join(f"{line}\n" for line in lines))
+    manager = PluginManager(strict=True)
+    manager.load("seqkit_tasks", seqkit_tasks)
+    examples = {}
+    for escapes in (False, True):
+        path = tmp_path / "run.toml"
+        path.write_text(tomli_w.dumps({"task": {"name": name, "escapes": escapes, **options}}))
+        task = manager.get("task", name).factory(load_config(path, manager=manager).task.options)
+        examples[escapes] = next(task.examples("train"))
+    text = {"translation": "source", "language_model": "target", "classification": "source"}[name]
+    assert "\t" in getattr(examples[True], text) and "\\t" in getattr(examples[False], text)

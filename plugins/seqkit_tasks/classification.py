@@ -50,10 +50,10 @@ class ClassificationTask(Task):
         return configured_splits(self.config)
 
     def examples(self, split: str) -> Iterator[Example]:
-        path = split_path(self.config, split)
-        if self.config.format == "jsonl":
-            return read_jsonl(path, self.config.text_key, self.config.label_key)
-        return read_tsv(path)
+        path, config = split_path(self.config, split), self.config
+        if config.format == "jsonl":
+            return read_jsonl(path, config.text_key, config.label_key, text_keys=(config.text_key,))
+        return read_tsv(path, escapes=config.escapes)
 
     def fit(self, train: Iterable[Example]) -> None:
         texts, labels = [], set()

@@ -50,8 +50,8 @@ class LanguageModelTask(Task):
     def examples(self, split: str) -> Iterator[Example]:
         path = split_path(self.config, split)
         if self.config.format == "jsonl":
-            return read_jsonl(path, None, self.config.text_key)
-        return read_lines(path)
+            return read_jsonl(path, None, self.config.text_key, text_keys=(self.config.text_key,))
+        return read_lines(path, escapes=self.config.escapes)
 
     def fit(self, train: Iterable[Example]) -> None:
         self.tokenizer = train_tokenizer(self.config, (text_of(e.target, e.where, "text") for e in train))

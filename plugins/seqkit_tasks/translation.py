@@ -52,11 +52,12 @@ class TranslationTask(Task):
     def examples(self, split: str) -> Iterator[Example]:
         path, config = split_path(self.config, split), self.config
         if config.format == "tsv":
-            return read_tsv(path)
+            return read_tsv(path, escapes=config.escapes)
         if config.format == "jsonl":
-            return read_jsonl(path, config.source_key, config.target_key)
+            keys = (config.source_key, config.target_key)
+            return read_jsonl(path, *keys, text_keys=keys)
         return read_parallel(path.with_name(f"{path.name}.{config.source_lang}"),
-                             path.with_name(f"{path.name}.{config.target_lang}"))
+                             path.with_name(f"{path.name}.{config.target_lang}"), escapes=config.escapes)
 
     def fit(self, train: Iterable[Example]) -> None:
         sources, targets = [], []
