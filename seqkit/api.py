@@ -20,6 +20,7 @@ from seqkit.events import EVENT_NAMES, Events, is_reporter
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
 from seqkit.progress import ConsoleProgress
+from seqkit.readers import reading
 from seqkit.run_folder import RunFolder, RunFolderError, config_changes
 from seqkit.trained import Model, build_task, load
 from seqkit.trainer import Trainer
@@ -107,6 +108,14 @@ def _train(config: str | Path | dict | RunConfig, out: str | Path | None, overri
            kwargs: dict[str, Any], events: Events, manager: PluginManager, test: bool, samples: int,
            restart: bool) -> RunResult:
     resolved = resolve_config(config, overrides, kwargs, manager)
+    # every read of the data below (check, fit, encoding, test) follows data.bad_lines, whatever task reads
+    with reading(bad_lines=resolved.data.bad_lines):
+        return _train_resolved(config, resolved, out, events, manager, test, samples, restart)
+
+
+def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, out: str | Path | None,
+                    events: Events, manager: PluginManager, test: bool, samples: int,
+                    restart: bool) -> RunResult:
     with events.timed("checking the config"):
         check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
     if out is None:
