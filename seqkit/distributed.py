@@ -1,7 +1,11 @@
 """Training on several processes with PyTorch's own engine: torchrun starts the processes,
 torch.distributed connects them, DistributedDataParallel averages the gradients.
 
-    torchrun --nproc-per-node 2 -m seqkit run CONFIG     (or: seqkit run --nproc 2 CONFIG)
+    seqkit run --nproc 2 CONFIG     (or: torchrun --nproc-per-node 2 --no-python seqkit run CONFIG)
+
+``--nproc`` starts its workers on the launcher's own module search path (seqkit.cli.run.WORKER):
+``torchrun -m seqkit`` would import a folder named seqkit in the working directory (a clone of
+the repository) instead of the installed package; ``--no-python seqkit`` runs the console script.
 
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT in every process it starts;
 ``process_group(backend)`` reads them and joins the group over the backend plugin's torch.distributed

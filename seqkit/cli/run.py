@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,11 +12,33 @@ import click
 
 from seqkit.cli.group import plugin_manager
 from seqkit.cli.options import set_option
-from seqkit.errors import SeqkitError
+from seqkit.errors import DistributedError, SeqkitError
 
 # Set by `--nproc` for the processes it starts: a seqkit error is written to RANK_ERRORS/rank-R
 # instead of stderr, and the launcher prints one line for the run, not one per process.
 RANK_ERRORS = "SEQKIT_RANK_ERRORS"
+
+# Each process --nproc starts is `python -u -c WORKER ARGV`, on the launcher's module search path,
+# so it runs the seqkit (and plugins) the launcher runs. Not `python -m seqkit`: -m puts the working
+# directory first on sys.path, and a folder there named seqkit (a clone of the repository) would be
+# imported instead. (`python -P` leaves it out too, but only from Python 3.11; the console script
+# may not be on PATH, or be another installation's.) A worker whose seqkit does not import says so
+# in one line, as the others do.
+WORKER = '''\
+import os, sys
+sys.path[:] = {path}
+try:
+    from seqkit.cli.run import worker_main
+except Exception as exc:
+    errors = os.environ.get({errors})
+    if not errors or sys.argv[1:2] == ["--debug"]:
+        raise
+    with open(os.path.join(errors, "rank-" + os.environ.get("RANK", "0")), "w", encoding="utf-8") as file:
+        file.write("a worker process cannot import seqkit: " + type(exc).__name__ + ": "
+                   + (str(exc).splitlines() or [""])[0])
+    sys.exit(2)
+worker_main()
+'''
 
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
                           help="Run folder (default: runs/<config name>); resumes if it holds a checkpoint.")
@@ -39,13 +62,11 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
         return train(config, out=out, overrides=overrides, progress=main,
                      manager=plugin_manager(ctx), test=test, restart=restart)
     except Exception as exc:  # under --nproc: one line for the run, written for the launcher
-        errors = os.environ.get(RANK_ERRORS)
-        if not errors or not launched() or ctx.find_root().params.get("debug"):
+        if not os.environ.get(RANK_ERRORS) or not launched() or ctx.find_root().params.get("debug"):
             raise
         from seqkit.blame import error_line
 
-        text = error_line(exc, plugin_manager(ctx))
-        (Path(errors) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
+        _report(error_line(exc, plugin_manager(ctx)))
         ctx.exit(2)
     except KeyboardInterrupt as exc:
         saved = getattr(exc, "saved", None)
@@ -84,6 +105,30 @@ def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: 
     return True
 
 
+def _report(text: str) -> None:
+    """Write this process's error line where the launcher of --nproc reads it."""
+    from seqkit.distributed import launched_rank
+
+    (Path(os.environ[RANK_ERRORS]) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
+
+
+def worker_main() -> None:
+    """The command line of a process that --nproc started: an error anywhere in it (not only in
+    training: a plugin that fails to load, a bad option) is one line for the launcher to print."""
+    from seqkit.cli import cli
+
+    try:
+        status = cli.main(prog_name="seqkit", standalone_mode=False)
+    except click.ClickException as exc:  # seqkit's one-line errors (CliError) and usage errors
+        if not os.environ.get(RANK_ERRORS):
+            raise
+        _report(exc.format_message())
+        status = exc.exit_code
+    except click.Abort:
+        status = 1
+    sys.exit(status if isinstance(status, int) else 0)
+
+
 def _check_config(ctx: click.Context, config: str, overrides) -> None:
     from seqkit.config import load_config
     from seqkit.preflight import check_run_config
@@ -93,12 +138,17 @@ def _check_config(ctx: click.Context, config: str, overrides) -> None:
 
 
 def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:
-    """``torchrun --standalone --nproc-per-node NPROC -m seqkit ARGV``, run by torchrun's own code in
-    this process; the exit status of the first process that failed (2 for a seqkit error, which
-    that process printed as one line), 130 on Ctrl-C."""
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.run import parse_args, run
+    """``torchrun --standalone --nproc-per-node NPROC`` starting WORKER with ARGV, run by torchrun's
+    own code in this process; 0 when every process succeeded, 130 or 143 when they were interrupted
+    (rank 0 said where it saved). Any other failure raises one line: the error rank 0 reported if
+    it had one, else the lowest rank's, else how the first process that failed ended."""
+    try:
+        from torch.distributed.elastic.multiprocessing.api import SignalException
+        from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+        from torch.distributed.run import parse_args, run
+    except ImportError as exc:  # a torch built without torch.distributed
+        raise DistributedError(f"--nproc: torchrun (torch.distributed.run) cannot be imported: "
+                               f"{type(exc).__name__}: {exc}") from None
 
     if not debug:  # torchrun's own log lines repeat what the failing process said
         for name in list(logging.root.manager.loggerDict):
@@ -107,24 +157,33 @@ def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:
     saved = {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", RANK_ERRORS)}
     if saved["OMP_NUM_THREADS"] is None:  # torchrun would set 1 (and warn); share the cores out
         os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // nproc))
+    path = [os.fspath(entry) for entry in sys.path if isinstance(entry, (str, os.PathLike))]
+    worker = WORKER.format(path=repr(path), errors=repr(RANK_ERRORS))
     with tempfile.TemporaryDirectory(prefix="seqkit-ranks-") as errors:
         os.environ[RANK_ERRORS] = errors
         try:
-            run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "seqkit", *argv]))
+            run(parse_args(["--standalone", f"--nproc-per-node={nproc}", "--no-python",
+                            sys.executable, "-u", "-c", worker, *argv]))
         except ChildFailedError as exc:
             reported = sorted(Path(errors).glob("rank-*"), key=lambda p: int(p.name.split("-")[1]))
             if reported:  # rank 0's error if it had one, else the lowest rank's
                 rank, text = int(reported[0].name.split("-")[1]), reported[0].read_text(encoding="utf-8")
-                raise SeqkitError(text if rank == 0 else f"rank {rank}: {text}") from None
+                raise DistributedError(text if rank == 0 else f"rank {rank}: {text}") from None
             _, failure = exc.get_first_failure()
-            return failure.exitcode if failure.exitcode > 0 else 1
+            if failure.exitcode in (130, 143):  # Ctrl-C, SIGTERM: rank 0 said where it saved
+                return failure.exitcode
+            how = (f"was killed by signal {failure.signal_name()}" if failure.exitcode < 0
+                   else f"exited with status {failure.exitcode}")
+            raise DistributedError(f"rank {failure.local_rank}: the worker process {how} without "
+                                   "reporting an error") from None
         except SignalException:
             return 130
         except Exception as exc:  # rendezvous and launch failures
             if debug:
                 raise
             detail = str(exc).splitlines()[0] if str(exc) else ""
-            raise SeqkitError(f"torchrun: {type(exc).__name__}: {detail}") from None
+            raise DistributedError(f"--nproc: cannot start the worker processes: "
+                                   f"{type(exc).__name__}: {detail}") from None
         finally:
             for name, value in saved.items():
                 if value is None:
