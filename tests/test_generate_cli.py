@@ -324,3 +324,65 @@ def test_interactive_warns_beside_each_input_with_unknown_tokens(translator):
     assert result.stderr.count("seqkit: warning:") == 1
     assert ("seqkit: warning: the input holds 2 tokens the model does not know (<unk>: words or "
             "characters its training data did not have); its output is a guess") in result.stderr
+
+
+# -- outputs holding line breaks ------------------------------------------------------------------
+
+
+def unescape(line: str) -> str:
+    """The inverse of the text output's escaping (the rule of task.escapes): \\t \\n \\r \\\\."""
+    import re
+
+    return re.sub(r"\\(.)", lambda m: {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}[m.group(1)], line)
+
+
+@pytest.fixture
+def multiline_outputs(monkeypatch):
+    """The translator's outputs with their spaces turned into a newline, a CR and a tab, and a
+    backslash at the end: "c b a" comes out as "c\\nb\\r\\ta\\\\"."""
+    from seqkit_tasks.translation import TranslationTask
+
+    decode = TranslationTask.decode
+
+    def multiline(self, output):
+        text = decode(self, output)
+        return text.replace(" ", "\n", 1).replace(" ", "\r\t", 1) + "\\"
+
+    monkeypatch.setattr(TranslationTask, "decode", multiline)
+    return {"a b c": "c\nb\r\ta\\", "d e": "e\nd\\"}
+
+
+def test_text_output_escapes_line_breaks_one_line_per_input(translator, multiline_outputs):
+    run = translator / "run"
+    result = invoke("generate", run, "a b c", "d e")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")
+    assert lines == ["c\\nb\\r\\ta\\\\", "e\\nd\\\\", ""]  # two inputs, two lines
+    assert [unescape(line) for line in lines[:2]] == [multiline_outputs["a b c"], multiline_outputs["d e"]]
+    result = invoke("generate", run, "--input", "-", "--scores", input="a b c\nd e\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")[:-1]
+    assert len(lines) == 2 and all(line.count("\t") == 1 for line in lines)  # score, tab, output
+    assert [unescape(line.split("\t")[1]) for line in lines] == list(multiline_outputs.values())
+    result = invoke("generate", run, "a b c", "d e", "--beam", "2", "--nbest", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")[:-1]
+    assert len(lines) == 4 and lines[0] == "c\\nb\\r\\ta\\\\" and lines[2] == "e\\nd\\\\"
+    result = invoke("generate", run, "--interactive", input="a b c\nd e\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split("\n") == ["c\\nb\\r\\ta\\\\", "e\\nd\\\\", ""]
+
+
+def test_jsonl_output_keeps_line_breaks_raw(translator, multiline_outputs):
+    result = invoke("generate", translator / "run", "a b c", "d e", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")[:-1]
+    assert len(lines) == 2
+    assert [json.loads(line)["output"] for line in lines] == list(multiline_outputs.values())
+
+
+def test_help_of_format_names_the_escaping():
+    result = invoke("generate", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert "\\n" in text and "\\\\" in text and "jsonl" in text and "raw" in text

@@ -92,8 +92,18 @@ def _chunks(lines: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+# Text output is one line per output: an output holding a line break would otherwise take two.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def escape_line(text: str) -> str:
+    r"""``text`` on one line: backslash, tab, newline and CR written as ``\\ \t \n \r``, the rule of
+    a TSV file read with ``task.escapes = true``, so every output reads back as it was."""
+    return text.translate(_ESCAPES)
+
+
 def _format(text, score: float | None, with_score: bool) -> str:
-    shown = text if isinstance(text, str) else json.dumps(text)
+    shown = escape_line(text) if isinstance(text, str) else json.dumps(text)
     if with_score:
         return f"{'' if score is None else f'{score:.4f}'}\t{shown}"
     return shown
@@ -173,7 +183,9 @@ class UnknownInputs:
 @click.option("--scores", "with_scores", is_flag=True,
               help="Text format: prefix each output with its total log-probability and a tab.")
 @click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
-              help="text: one output per line (--nbest N: N lines per input); jsonl: one object per input.")
+              help="text: one output per line (--nbest N: N lines per input), with backslash, tab, "
+                   "newline and CR written as \\\\, \\t, \\n, \\r (as task.escapes reads them); "
+                   "jsonl: one object per input, outputs raw (JSON escapes them).")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together (at least 1).")
 @device_options
 @click.option("--interactive", is_flag=True,
