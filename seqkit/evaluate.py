@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from seqkit.data import EncodedSplit, TokenBatchSampler
+from seqkit.data import EncodedSplit
 from seqkit.errors import ConfigError
 from seqkit.interfaces import DIRECTIONS, PAD, Batch, Direction, Task
 from seqkit.model import SeqModel
@@ -90,8 +90,12 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
     """Loss, perplexity (token tasks), token accuracy or accuracy, then the task's metrics on
     predictions of the first ``decode_limit`` examples (0: all) against their raw targets. Returns
     the metrics and the decoded predictions, in split order. With a distributed ``group`` every
-    rank must call this; each evaluates its share and all get the same result."""
-    ordered = TokenBatchSampler(split.sizes, batch_tokens).ordered_batches()
+    rank must call this; each evaluates its share and all get the same result.
+
+    An example with no source token (``split.empty``) adds nothing to the loss (the model cannot
+    take it) and its prediction is the task's decoding of no token, what generating from an empty
+    source gives: a wrong (empty) prediction scored against its reference."""
+    ordered = split.model_batches(batch_tokens)
     if group is not None:
         ordered = ordered[group.rank::group.world_size]
     batches = [split.batch(indices).to(device) for indices in ordered]
@@ -102,6 +106,7 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
     loss = count = correct = 0.0
     predictions: dict[int, Any] = {}
     decode_all = decode_limit <= 0
+    generates = model.kind not in TOKEN_KINDS or model.encoder is not None  # not a language model
     try:
         for batch in batches:
             with context:
@@ -111,7 +116,7 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
             correct += parts.correct.item()
             wanted = [i for i, index in enumerate(batch.indices.tolist())
                       if decode_all or index < decode_limit]
-            if wanted and (model.kind not in TOKEN_KINDS or model.encoder is not None):
+            if wanted and generates:
                 picked = _select(batch, wanted)
                 with context:
                     outputs = predict(model, picked, max_len)
@@ -122,6 +127,14 @@ def evaluate(model: SeqModel, task: Task, split: EncodedSplit, *, batch_tokens: 
     if group is not None and group.active:
         loss, count, correct = group.sum(loss, count, correct)
         predictions = _gather(group, predictions, task)
+    if generates:
+        for index in split.empty:
+            if decode_all or index < decode_limit:
+                predictions[index] = task.decode(torch.empty(0, dtype=torch.long))
+        expected = len(split) if decode_all else min(decode_limit, len(split))
+        if sorted(predictions) != list(range(expected)):  # every reference scored, each once
+            raise RuntimeError(f"{split.split}: {len(predictions)} predictions for the {expected} "
+                               f"examples to score (a seqkit bug)")
     metrics = {"loss": loss / max(count, 1)}
     if model.kind in TOKEN_KINDS:
         metrics["ppl"] = math.exp(min(metrics["loss"], 50.0))

@@ -151,17 +151,25 @@ class Model:
     def evaluate(self, split: str = "test", samples: int = 0,
                  events: Events | None = None) -> tuple[dict[str, float], list[dict]]:
         """Metrics on a split of the task's data, and the first ``samples`` predictions.
-        ``events`` hears of its two phases (encoding the split, evaluating and decoding it)."""
+        ``events`` hears of its two phases (encoding the split, evaluating and decoding it).
+
+        Every example of the split is scored (whatever ``data.too_long`` says, which is for
+        training): one longer than the data limits is truncated for the model and its prediction
+        scored against the whole reference; one with no source token is an empty prediction. The
+        metrics count them: ``examples``, and when not 0, ``truncated``, ``empty`` and the
+        fraction of source and target tokens that are <unk> (``source_unk_rate``,
+        ``target_unk_rate``)."""
         samples = integer_argument(samples, "samples")
         events = Events.of(events)
         with events.timed(f"encoding {split}"):
-            encoded = encode_split(self.task, split, self.config.data)
+            encoded = encode_split(self.task, split, self.config.data, evaluation=True)
         with events.timed(f"evaluating on {split} (loss, decoding {len(encoded):,} examples)"):
             metrics, predictions = evaluate(self.model, self.task, encoded, device=self.device,
                                             batch_tokens=self.config.data.batch_tokens,
                                             max_len=self.config.data.max_target_len)
-        metrics = {**metrics, "examples": len(encoded), **{k: v for k, v in encoded.stats.items()
-                                                          if k in ("dropped", "truncated") and v}}
+        counts = {k: v for k, v in encoded.stats.items() if k in ("truncated", "empty") and v}
+        unknown = {f"{side}_unk_rate": rate for side, rate in encoded.unk_rates().items() if rate}
+        metrics = {**metrics, "examples": len(encoded), **counts, **unknown}
         shown = [{"source": encoded.examples[i].source, "reference": encoded.examples[i].target,
                   "prediction": p} for i, p in enumerate(predictions[:samples])]
         return metrics, shown

@@ -116,9 +116,9 @@ class Trainer:
                                            betas=config.train.betas,
                                            weight_decay=config.train.weight_decay, **fused)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        with self.events.timed("encoding data"):
-            self.train_split = encode_split(task, "train", config.data)
-            self.valid_split = (encode_split(task, "valid", config.data)
+        with self.events.timed("encoding data"):  # every rank encodes; rank 0 alone warns
+            self.train_split = encode_split(task, "train", config.data, warn=self.group.is_main)
+            self.valid_split = (encode_split(task, "valid", config.data, warn=self.group.is_main)
                                 if "valid" in task.splits() else None)
         self.sampler = TokenBatchSampler(self.train_split.sizes, config.data.batch_tokens, seed=config.seed)
         self.progress = Progress()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from seqkit.config import DataConfig
 from seqkit.data import TokenBatchSampler, collate, encode_split
 from seqkit.errors import ConfigError, DataError
-from seqkit.interfaces import BOS, EOS, PAD, EncodedExample, Example, Task
+from seqkit.interfaces import BOS, EOS, PAD, UNK, EncodedExample, Example, Task
 
 
 class ListTask(Task):
@@ -51,10 +52,15 @@ def lengths_task(pairs):
     return ListTask([Example([5] * s, [6] * t, f"mem:{i}") for i, (s, t) in enumerate(pairs)])
 
 
+def counts(encoded):
+    """The example counts of a split's stats (they also count tokens and <unk> tokens)."""
+    return {k: encoded.stats[k] for k in ("examples", "kept", "truncated", "dropped", "empty")}
+
+
 def test_encode_split_drops_too_long_examples():
     task = lengths_task([(3, 3), (9, 3), (3, 9), (4, 6)])  # targets are 2 longer: bos and eos
     encoded = encode_split(task, "train", DataConfig(max_source_len=4, max_target_len=8))
-    assert encoded.stats == {"examples": 4, "kept": 2, "truncated": 0, "dropped": 2, "empty": 0}
+    assert counts(encoded) == {"examples": 4, "kept": 2, "truncated": 0, "dropped": 2, "empty": 0}
     assert encoded.source_lengths == [3, 4] and encoded.target_lengths == [5, 8]
     assert [e.where for e in encoded.examples] == ["mem:0", "mem:3"]
     assert encoded.sizes == [5, 8]
@@ -63,7 +69,7 @@ def test_encode_split_drops_too_long_examples():
 def test_encode_split_truncates_keeping_bos_and_eos():
     task = lengths_task([(3, 3), (9, 3), (3, 9)])
     encoded = encode_split(task, "train", DataConfig(max_source_len=4, max_target_len=6, too_long="truncate"))
-    assert encoded.stats == {"examples": 3, "kept": 3, "truncated": 2, "dropped": 0, "empty": 0}
+    assert counts(encoded) == {"examples": 3, "kept": 3, "truncated": 2, "dropped": 0, "empty": 0}
     assert encoded.source_lengths == [3, 4, 3] and encoded.target_lengths == [5, 5, 6]
     assert encoded.targets[2].tolist() == [BOS, 6, 6, 6, 6, EOS]
     assert encoded.examples[2].target == [6] * 9  # the reference stays whole
@@ -74,8 +80,8 @@ def test_encode_split_skips_empty_sources_and_rejects_empty_splits():
     assert encoded.stats["empty"] == 1 and len(encoded) == 1
     with pytest.raises(DataError, match="^valid: the split has no examples"):
         encode_split(lengths_task([]), "valid", DataConfig())
-    with pytest.raises(DataError, match="^test: none of the 2 examples is left"):
-        encode_split(lengths_task([(9, 1), (9, 1)]), "test", DataConfig(max_source_len=4))
+    with pytest.raises(DataError, match="^train: none of the 2 examples is left"):
+        encode_split(lengths_task([(9, 1), (9, 1)]), "train", DataConfig(max_source_len=4))
     with pytest.raises(ConfigError, match="max_target_len"):
         encode_split(lengths_task([(1, 5)]), "train", DataConfig(max_target_len=1, too_long="truncate"))
 
@@ -189,3 +195,112 @@ def test_encoded_split_batches():
     batch = encoded.batch([2, 0])
     assert batch.source.shape == (2, 3) and batch.target.shape == (2, 4)
     assert batch.indices.tolist() == [2, 0]
+
+
+# -- evaluation splits see every example (issue 13) -----------------------------------------------
+
+
+def test_evaluation_splits_truncate_for_the_model_and_keep_every_example():
+    task = lengths_task([(3, 3), (9, 3), (3, 9), (4, 6)])
+    limits = DataConfig(max_source_len=4, max_target_len=8)  # too_long = "drop" is for train only
+    for encoded in (encode_split(task, "valid", limits), encode_split(task, "test", limits),
+                    encode_split(task, "train", limits, evaluation=True)):  # Model.evaluate("train")
+        assert counts(encoded) == {"examples": 4, "kept": 4, "truncated": 2, "dropped": 0, "empty": 0}
+        assert len(encoded) == 4 and [e.where for e in encoded.examples] == [f"mem:{i}" for i in range(4)]
+        assert encoded.source_lengths == [3, 4, 3, 4] and encoded.target_lengths == [5, 5, 8, 8]
+        assert encoded.targets[2].tolist() == [BOS, *[6] * 6, EOS]  # bos kept, eos last
+        assert encoded.examples[1].source == [5] * 9 and encoded.examples[2].target == [6] * 9  # whole
+    assert len(encode_split(task, "train", limits)) == 2  # train still drops
+
+
+def test_an_empty_source_in_an_evaluation_split_is_scored_not_fed_to_the_model():
+    task = lengths_task([(2, 2), (0, 3), (1, 1)])
+    encoded = encode_split(task, "test", DataConfig())
+    assert len(encoded) == 3 and counts(encoded)["empty"] == 1 and counts(encoded)["kept"] == 3
+    assert encoded.empty == [1] and encoded.examples[1].where == "mem:1"
+    batches = encoded.model_batches(batch_tokens=1000)
+    assert sorted(i for batch in batches for i in batch) == [0, 2]
+    train = encode_split(task, "train", DataConfig())
+    assert len(train) == 2 and train.empty == [] and counts(train)["empty"] == 1  # skipped in train
+
+
+class ClassTask(ListTask):
+    model_kind = "classifier"
+
+    def encode(self, example):
+        return EncodedExample(torch.tensor(example.source, dtype=torch.long), torch.tensor(example.target))
+
+
+def test_an_empty_source_a_classifier_must_score_is_an_error_naming_its_line():
+    task = ClassTask([Example([5, 6], 0, "data/test.tsv:1"), Example([], 1, "data/test.tsv:2")])
+    assert len(encode_split(task, "train", DataConfig())) == 1
+    with pytest.raises(DataError, match=r"^data/test.tsv:2: no source token \(empty after tokenization\); "
+                                        r"a classifier cannot predict without one, and every example of "
+                                        r"split test is scored: fix or remove it$"):
+        encode_split(task, "test", DataConfig())
+
+
+def test_unknown_tokens_are_counted_per_side_without_bos_and_eos():
+    task = ListTask([Example([5, UNK, 6], [UNK, 7], "mem:0"), Example([UNK], [8, 9, 10], "mem:1"),
+                     Example([7] * 9, [UNK] * 9, "mem:2")])  # counted at full length, before truncation
+    encoded = encode_split(task, "test", DataConfig(max_source_len=4, max_target_len=4))
+    stats = encoded.stats
+    assert (stats["source_tokens"], stats["source_unk"]) == (13, 2)
+    assert (stats["target_tokens"], stats["target_unk"]) == (14, 10)
+    assert encoded.unk_rates() == {"source": 2 / 13, "target": 10 / 14}
+    features = encode_split(ClassTask([Example([5], 0)]), "test", DataConfig())
+    assert features.unk_rates() == {"source": 0.0}  # a class target has no tokens
+
+
+def warnings_of(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_what_was_dropped_truncated_or_skipped_is_a_warning_naming_split_counts_and_limits(caplog):
+    caplog.set_level(logging.INFO, logger="seqkit")
+    task = lengths_task([(3, 3), (9, 3), (3, 9), (0, 2), (4, 6)] + [(1, 1)] * 1995)
+    limits = DataConfig(max_source_len=4, max_target_len=8)
+    encode_split(task, "train", limits)
+    assert warnings_of(caplog) == [
+        "train: 2 of 2,000 examples dropped as longer than data.max_source_len=4 / max_target_len=8",
+        "train: 1 of 2,000 examples skipped: no source token (empty after tokenization)"]
+    caplog.clear()
+    encode_split(task, "test", limits)
+    assert warnings_of(caplog) == [
+        "test: 2 of 2,000 examples truncated for the model to data.max_source_len=4 / max_target_len=8 "
+        "(scored against their full references)",
+        "test: 1 of 2,000 examples with no source token (empty after tokenization) scored as empty "
+        "predictions against their references"]
+    caplog.clear()
+    encode_split(lengths_task([(9, 1)] * 3 + [(1, 1)]), "train", DataConfig(max_source_len=4,
+                                                                             too_long="truncate"))
+    assert warnings_of(caplog) == ["train: 3 of 4 examples truncated to data.max_source_len=4 "
+                                   "(data.too_long = \"truncate\")"]
+    caplog.clear()
+    encode_split(lengths_task([(1, 1)] * 3), "test", limits)
+    assert warnings_of(caplog) == []  # nothing to say
+    assert any("test: 3 examples" in r.getMessage() for r in caplog.records)  # the counts, at info
+
+
+def test_unknown_tokens_are_a_warning_in_evaluation_splits_and_above_a_tenth_of_a_percent_in_train(caplog):
+    caplog.set_level(logging.WARNING, logger="seqkit")
+    one_unknown = [Example([UNK] + [5] * 99, [6] * 100, "mem:0")] + [Example([5] * 100, [6] * 100)] * 19
+    encode_split(ListTask(one_unknown), "test", DataConfig(max_source_len=100, max_target_len=102))
+    assert warnings_of(caplog) == ["test: 0.05% of source tokens (1 of 2,000) are <unk>: the "
+                                   "tokenizer fit on train cannot represent them"]
+    caplog.clear()
+    encode_split(ListTask(one_unknown), "train", DataConfig(max_source_len=100, max_target_len=102))
+    assert warnings_of(caplog) == []  # 1 in 2,000 of its own training data: the vocabulary's cut
+    many = [Example([UNK, 5], [UNK, UNK, 6, 6], "mem:0")] + [Example([5, 5], [6, 6, 6, 6])] * 4
+    encode_split(ListTask(many), "train", DataConfig())
+    assert warnings_of(caplog) == ["train: 10% of source tokens (1 of 10) and 10% of target tokens "
+                                   "(2 of 20) are <unk>: the tokenizer fit on train cannot represent them"]
+
+
+def test_a_process_that_does_not_warn_keeps_the_counts_at_info(caplog):
+    """warn=False: the ranks of a distributed run but rank 0 encode the same data and say nothing."""
+    caplog.set_level(logging.INFO, logger="seqkit")
+    encoded = encode_split(lengths_task([(9, 1), (1, 1)]), "train", DataConfig(max_source_len=4), warn=False)
+    assert encoded.stats["dropped"] == 1 and warnings_of(caplog) == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "train: 2 examples, 1 kept, 0 truncated, 1 dropped as too long, 0 empty; <unk>: source 0%, target 0%"]
