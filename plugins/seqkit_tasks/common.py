@@ -10,7 +10,7 @@ import sacrebleu
 import torch
 from torch import Tensor
 
-from seqkit.errors import DataError
+from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import BOS, EOS, PAD
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.config import SPLITS
@@ -79,8 +79,16 @@ def output_ids(output: Tensor | Iterable[int]) -> list[int]:
 
 
 def train_tokenizer(config: Any, texts: Iterable[str]) -> Tokenizer:
-    """A tokenizer of the kind, size and case the task's config asks for."""
-    return Tokenizer.train(config.tokenizer, texts, config.vocab_size, lowercase=config.lowercase)
+    """A tokenizer of the kind, size and case the task's config asks for, with its real-text
+    options (normalize, whitespace, user_tokens, byte_fallback); a bad option is a ConfigError
+    naming ``task.<key>``."""
+    try:
+        return Tokenizer.train(config.tokenizer, texts, config.vocab_size, lowercase=config.lowercase,
+                               normalize=config.normalize, whitespace=config.whitespace,
+                               user_tokens=config.user_tokens, byte_fallback=config.byte_fallback)
+    except ConfigError as exc:
+        key = f"task.{exc.key}" if exc.key else "task"
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def token_strings(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
