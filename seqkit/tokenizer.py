@@ -2,7 +2,8 @@
 
 Every vocabulary starts with the special tokens ``<pad> <bos> <eos> <unk>`` at ids 0, 1, 2, 3
 (``seqkit.interfaces.PAD``, ``BOS``, ``EOS``, ``UNK``). ``encode`` adds no bos/eos (tasks frame
-targets themselves) and maps whatever is not in the vocabulary to UNK.
+targets themselves) and maps whatever is not in the vocabulary to UNK (to byte tokens for a bpe
+tokenizer with ``byte_fallback``).
 
 kinds:
   char  one token per character, spaces included; decode concatenates, so text made of training
