@@ -70,7 +70,10 @@ def test_valid_and_test_metrics_are_computed_over_every_example(tmp_path, scored
 
 def test_an_empty_source_is_scored_as_an_empty_prediction(tmp_path, scored, one_thread):
     test = [*EVAL, "\tab"]  # no source token: the model cannot take it, the score must count it
-    seqkit.train(config(tmp_path, test=test), out=tmp_path / "run", test=False)
+    run = config(tmp_path, valid=["\tab", *EVAL], test=test)
+    run["train"]["eval_examples"] = 3  # valid decodes its first 3 examples: the empty one among them
+    seqkit.train(run, out=tmp_path / "run", test=False)
+    assert scored == [["ab", "ba", "cbacbacbacba"]]
     model = seqkit.load(tmp_path / "run")
     metrics, shown = model.evaluate("test", samples=6)
     assert len(scored[-1]) == 6 and metrics["examples"] == 6 and metrics["empty"] == 1
