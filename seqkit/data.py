@@ -6,6 +6,9 @@
 Batches are cut by length under ``[data] batch_tokens`` counted with padding, like fairseq's
 ``--max-tokens``, and their order is a pure function of (seed, epoch), so a resumed run sees the
 same batches as an uninterrupted one.
+
+Training may drop what does not fit the length limits; an evaluation split never does: a score is
+the score of every example of its file (see ``encode_split``).
 """
 
 from __future__ import annotations
