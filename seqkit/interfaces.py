@@ -23,6 +23,8 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from seqkit.tokenizer_options import SPECIAL_TOKENS as _SPECIAL_TOKENS
+
 Cache = dict[str, Any]
 """Tensors with batch first, possibly nested in dicts, lists and tuples; other values kept as is."""
 
@@ -151,7 +153,7 @@ MODEL_KINDS = ("seq2seq", "language_model", "classifier", "regressor")
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 """Ids of the special tokens in every token vocabulary: padding, begin and end of sequence, unknown."""
-SPECIAL_TOKENS = ("<pad>", "<bos>", "<eos>", "<unk>")
+SPECIAL_TOKENS = _SPECIAL_TOKENS  # "<pad>", "<bos>", "<eos>", "<unk>"
 
 
 @dataclass

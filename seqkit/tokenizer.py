@@ -40,12 +40,11 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import SPECIAL_TOKENS, UNK
+from seqkit.tokenizer_options import BYTE_TOKENS, KINDS, check_options
 
 TokenizerKind = Literal["char", "word", "bpe"]
-KINDS: tuple[str, ...] = ("char", "word", "bpe")
 NORMALIZE: tuple[str, ...] = ("nfkc", "none")
 WHITESPACE: tuple[str, ...] = ("collapse", "keep")
-BYTE_TOKENS: tuple[str, ...] = tuple(f"<0x{byte:02X}>" for byte in range(256))
 
 _UNLIMITED = 1 << 24  # a vocabulary size no corpus reaches: "keep everything"
 _ANY_CHARACTER = Regex(r"[\s\S]")  # Oniguruma: "." would not match a newline
@@ -76,15 +75,12 @@ class Tokenizer:
         size. None keeps every character / word (and, for BPE, allows merges up to a very large
         vocabulary). The options are described in the module docstring; their defaults change
         nothing. A bad option is a ConfigError whose ``key`` names it (``user_tokens[2]``)."""
-        _check_kind(kind)
+        check_options(kind, vocab_size, list(user_tokens), byte_fallback)
         _check_choice("normalize", normalize, NORMALIZE)
         _check_choice("whitespace", whitespace, WHITESPACE)
-        if byte_fallback and kind != "bpe":
-            raise ConfigError(f"only for the bpe tokenizer, not {kind}", key="byte_fallback")
         backend = _empty_backend(kind, _normalizer(normalize, whitespace, lowercase), byte_fallback)
         tokens = _user_tokens(user_tokens, backend.normalizer, byte_fallback)
         reserved = len(BYTE_TOKENS) * byte_fallback + len(tokens)
-        _check_vocab_size(vocab_size, byte_fallback, len(tokens))
         size = (vocab_size or _UNLIMITED) - reserved
         if kind == "bpe":
             # with byte fallback the alphabet is cut to fit too: rarer characters are spelled in bytes
@@ -183,17 +179,6 @@ def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"expected one of {', '.join(choices)}, got {value!r}", key=key)
 
 
-def _check_vocab_size(vocab_size: int | None, byte_fallback: bool, user_tokens: int) -> None:
-    parts = [(len(SPECIAL_TOKENS), "special tokens"),
-             (len(BYTE_TOKENS) * byte_fallback, "byte tokens (byte_fallback)"), (user_tokens, "user tokens")]
-    parts = [(count, what) for count, what in parts if count]
-    need = sum(count for count, _ in parts)
-    if vocab_size is not None and vocab_size <= need:
-        terms = " + ".join(f"{count} {what}" for count, what in parts)
-        total = f" = {need}" if len(parts) > 1 else ""
-        raise ConfigError(f"must exceed the {terms}{total}, got {vocab_size}", key="vocab_size")
-
-
 def _user_tokens(tokens: Sequence[str], normalizer: normalizers.Normalizer | None,
                  byte_fallback: bool) -> list[str]:
     """``tokens`` as the normalised text holds them; a ConfigError naming ``user_tokens[i]`` for one
@@ -201,20 +186,15 @@ def _user_tokens(tokens: Sequence[str], normalizer: normalizers.Normalizer | Non
     reserved = {*SPECIAL_TOKENS, *(BYTE_TOKENS if byte_fallback else ())}
     normalize = _normalize_function(normalizer)
     normalized: dict[str, int] = {}  # normalised token -> index of its first appearance
-    for i, token in enumerate(tokens):
+    for i, token in enumerate(tokens):  # check_options has checked each as written
         key = f"user_tokens[{i}]"
-        if not isinstance(token, str) or not token:
-            raise ConfigError(f"empty: a user token must be a non-empty string, got {token!r}", key=key)
         form = normalize(token)
         if not form:
             raise ConfigError(f"nothing is left of {token!r} once normalised (whitespace, normalize)",
                               key=key)
-        if token in reserved or form in reserved:
-            kind = "special" if form in SPECIAL_TOKENS or token in SPECIAL_TOKENS else "byte"
-            raise ConfigError(f"{token!r} is a {kind} token", key=key)
-        if token in tokens[:i]:
-            raise ConfigError(f"{token!r} appears twice, first as user_tokens[{tokens.index(token)}]",
-                              key=key)
+        if form in reserved:
+            kind = "special" if form in SPECIAL_TOKENS else "byte"
+            raise ConfigError(f"{token!r} is a {kind} token once normalised", key=key)
         if form in normalized:
             raise ConfigError(f"{token!r} is the same as user_tokens[{normalized[form]}] once normalised "
                               f"({form!r})", key=key)

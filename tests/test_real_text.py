@@ -157,3 +157,16 @@ def test_numbers_example_tokenizes_as_before():
         probe = list(texts[:200]) + (EXAMPLES / "data" / "numbers.test.tsv").read_text(
             encoding="utf-8").replace("\t", "\n").splitlines()[:200]
         assert [now.encode(text) for text in probe] == [before.encode(text) for text in probe]
+
+
+@pytest.mark.parametrize("task, expected", [
+    ({"user_tokens": ["%s", "%s"]}, "task.user_tokens[1]: '%s' appears twice, first as user_tokens[0]"),
+    ({"user_tokens": ["<unk>"]}, "task.user_tokens[0]: '<unk>' is a special token"),
+    ({"tokenizer": "word", "byte_fallback": True}, "task.byte_fallback: only for the bpe tokenizer"),
+    ({"byte_fallback": True, "vocab_size": 200}, "task.vocab_size: must exceed the 4 special tokens + 256"),
+])
+def test_tokenizer_options_are_checked_when_the_config_is_read(task, expected):
+    """`seqkit config check` finds a bad tokenizer option before any data is read or fitted."""
+    with pytest.raises(ConfigError) as info:
+        load_config({"task": {"name": "translation", **task}})
+    assert expected in str(info.value)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from seqkit.errors import ConfigError
+from seqkit.tokenizer_options import check_options
 
 SPLITS = ("train", "valid", "test")
 
@@ -24,6 +25,12 @@ def check_at_least(config: Any, minimum: int, *names: str) -> None:
 def check_vocab_size(config: Any) -> None:
     if config.vocab_size <= 4:
         raise ConfigError(f"must exceed the 4 special tokens, got {config.vocab_size}", key="vocab_size")
+
+
+def check_text_options(config: Any) -> None:
+    """The tokenizer options of a text task (tokenizer kind, vocab_size, user_tokens,
+    byte_fallback), checked when the config is read, before any data is."""
+    check_options(config.tokenizer, config.vocab_size, config.user_tokens, config.byte_fallback)
 
 
 @dataclass
@@ -47,6 +54,7 @@ class ClassificationConfig:
 
     def __post_init__(self):
         check_vocab_size(self)
+        check_text_options(self)
 
 
 @dataclass
@@ -69,6 +77,7 @@ class LanguageModelConfig:
 
     def __post_init__(self):
         check_vocab_size(self)
+        check_text_options(self)
 
 
 @dataclass
@@ -133,6 +142,7 @@ class TranslationConfig:
 
     def __post_init__(self):
         check_vocab_size(self)
+        check_text_options(self)
         langs = {"source_lang": self.source_lang, "target_lang": self.target_lang}
         for key, value in langs.items():
             if self.format == "parallel" and not value:
