@@ -21,6 +21,7 @@ from seqkit.config import RunConfig, locate_error
 from seqkit.convert import did_you_mean
 from seqkit.errors import BackendUnavailableError, ConfigError, PluginCodeError, PluginError, SeqkitError
 from seqkit.plugins import PluginManager
+from seqkit.readers import reading
 
 # What evaluation reports besides the task's own metrics, by model kind (seqkit.evaluate).
 CORE_METRICS = {
@@ -55,7 +56,8 @@ def check_run_config(config: RunConfig, manager: PluginManager) -> Estimate:
     data fit in memory. Errors are SeqkitErrors naming the key (file:line when the config came
     from a file)."""
     try:
-        return _check(config, manager)
+        with reading(bad_lines=config.data.bad_lines):  # the data files are read as a run reads them
+            return _check(config, manager)
     except SeqkitError as exc:
         located = locate_error(exc, config)
         if located is exc:

@@ -24,6 +24,7 @@ from seqkit.inference import AttentionMap, Generation, attention_map, score_text
 from seqkit.interfaces import DTYPES, Task
 from seqkit.model import SeqModel, build_model, task_label, task_model_shape
 from seqkit.plugins import PluginManager, make_plugin_manager
+from seqkit.readers import reading
 from seqkit.run_folder import RunFolder
 from seqkit.storage import not_a_file
 
@@ -161,7 +162,7 @@ class Model:
         ``target_unk_rate``)."""
         samples = integer_argument(samples, "samples")
         events = Events.of(events)
-        with events.timed(f"encoding {split}"):
+        with events.timed(f"encoding {split}"), reading(bad_lines=self.config.data.bad_lines):
             encoded = encode_split(self.task, split, self.config.data, evaluation=True)
         with events.timed(f"evaluating on {split} (loss, decoding {len(encoded):,} examples)"):
             metrics, predictions = evaluate(self.model, self.task, encoded, device=self.device,

@@ -216,3 +216,18 @@ def test_seqkit_run_shows_the_warning_without_debug(tmp_path):
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith(f"seqkit: error: {tmp_path / 'train.tsv'}:4: ")
     assert "Traceback" not in failed.stderr
+
+
+def test_config_check_and_a_later_evaluation_follow_the_policy_too(tmp_path):
+    """Outside seqkit.train: `seqkit config check` reads the data files, and `seqkit eval` (Model.
+    evaluate) encodes a split; both read past the bad lines the run's config skips."""
+    from seqkit.config import load_config
+    from seqkit.plugins import make_plugin_manager
+    from seqkit.preflight import check_run_config
+
+    config = translation_run(tmp_path, "skip")
+    manager = make_plugin_manager()
+    check_run_config(load_config(config, manager=manager), manager)
+    seqkit.train(config, out=tmp_path / "run", test=False)
+    metrics, _ = seqkit.load(tmp_path / "run").evaluate("test")
+    assert metrics["examples"] == 2
