@@ -38,6 +38,7 @@ _LAZY = {
     "load_config": "seqkit.config",
     "train": "seqkit.api",
     "load": "seqkit.api",
+    "prepare": "seqkit.api",
     "get_backend": "seqkit.backends",
     "ConsoleProgress": "seqkit.progress",
     "Events": "seqkit.events",
@@ -85,6 +86,7 @@ def __getattr__(name: str) -> Any:
 
 if TYPE_CHECKING:  # pragma: no cover
     from seqkit.api import load as load
+    from seqkit.api import prepare as prepare
     from seqkit.api import train as train
     from seqkit.backends import get_backend as get_backend
     from seqkit.config import load_config as load_config

@@ -15,12 +15,14 @@ from seqkit.blame import plugin_errors
 from seqkit.config import RunConfig, load_config
 from seqkit.contracts import check_task_state
 from seqkit.distributed import launched_rank, process_group
-from seqkit.errors import ConfigError
+from seqkit.errors import ConfigError, DataError
 from seqkit.events import EVENT_NAMES, Events, is_reporter
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
+from seqkit.prepared import PreparedSplit
 from seqkit.progress import ConsoleProgress
 from seqkit.readers import reading
+from seqkit.run_data import fit, prepare_split, prepared_data
 from seqkit.run_folder import RunFolder, RunFolderError, config_changes
 from seqkit.trained import Model, build_task, load
 from seqkit.trainer import Trainer
@@ -49,6 +51,31 @@ def _toml_value(key: str, value: Any) -> str:
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: {type(value).__name__} is not a config value (a string, number, "
                           "bool, list or dict)") from None
+
+
+@plugin_errors(lambda *args, **kwargs: kwargs.get("manager"))
+def prepare(config: str | Path | dict | RunConfig, *, overrides: list[str] | tuple[str, ...] = (),
+            events: Events | None = None, manager: PluginManager | None = None,
+            **kwargs: Any) -> PreparedSplit:
+    """Prepare ``config``'s train split as ``seqkit run`` does before its first step, without
+    training: fit the task (or take the state fitted on the same data before), then encode the
+    split once into memory-mapped files in the cache of prepared data ($SEQKIT_CACHE, else
+    ~/.cache/seqkit). Every later run of a config over the same data and code starts from them.
+    Returns the prepared split: ``folder``, ``len()``, ``stats`` (examples read, kept, dropped,
+    truncated, tokens). ``events`` hears of each phase."""
+    overrides = texts_argument(overrides, "overrides")
+    manager = manager_argument(manager) or make_plugin_manager()
+    events = _reporters(events, None)
+    resolved = resolve_config(config, overrides, kwargs, manager)
+    with reading(bad_lines=resolved.data.bad_lines):
+        task = build_task(resolved, manager)
+        if "train" not in task.splits():
+            raise DataError(f"task {resolved.task.name!r}: no train split to prepare (task.train)")
+        with events.timed("hashing the data files"):
+            prepared = prepared_data(resolved, manager)
+        fit(task, prepared, events)
+        check_task_state(task, manager)
+        return prepare_split(task, resolved.data, prepared, events)
 
 
 @dataclass
@@ -129,17 +156,20 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
     with process_group(get_backend(resolved.backend, manager)) as group, \
             folder.lock() if group.is_main else contextlib.nullcontext():
         latest, meta, changes = _resume_point(folder, resolved, manager, group, restart, events)
+        prepared = None  # where the prepared data are (rank 0 prepares them; see seqkit.run_data)
+        if group.is_main and resolved.data.prepare:
+            with events.timed("hashing the data files"):
+                prepared = prepared_data(resolved, manager)
         if latest is not None:
             task.load_state_dict(meta["task_state"])
         else:
             if group.is_main:
-                with events.timed("task.fit on train (vocabularies, tokenizers)"):
-                    task.fit(task.examples("train"))
+                fit(task, prepared, events)  # or the state fitted on the same data before
                 check_task_state(task, manager)  # a state that cannot be saved fails now, not at step 1
             state = group.broadcast_json(task.state_dict() if group.is_main else None)
             if not group.is_main:  # one vocabulary for all ranks, whatever fit() would do on each
                 task.load_state_dict(state)
-        trainer = Trainer(resolved, folder, task, manager, events, group)
+        trainer = Trainer(resolved, folder, task, manager, events, group, prepared)
         if latest is not None:
             trainer.resume(latest)
         if group.is_main:
@@ -212,4 +242,4 @@ def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, 
     return latest, meta, resumable
 
 
-__all__ = ["Model", "RunResult", "build_task", "load", "resolve_config", "train"]
+__all__ = ["Model", "RunResult", "build_task", "load", "prepare", "resolve_config", "train"]

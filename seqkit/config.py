@@ -83,6 +83,7 @@ class DataConfig:
     max_target_len: int = 256  # tokens of a target, bos and eos included
     too_long: Literal["drop", "truncate"] = "drop"  # what happens to longer examples (counted)
     bad_lines: Literal["error", "skip"] = "error"  # a line a reader cannot read: stop, or skip it (counted)
+    prepare: bool = True  # train from the train split encoded once into memory-mapped files (seqkit prepare)
 
     def __post_init__(self):
         for name in ("batch_tokens", "max_source_len", "max_target_len"):

@@ -17,13 +17,13 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
+from seqkit.batching import TokenBatchSampler
 from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import BOS, EOS, PAD, UNK, Batch, EncodedExample, Example, Task
 
@@ -83,6 +83,11 @@ class EncodedSplit:
         return EncodedExample(self.sources[index], self.targets[index])
 
     @property
+    def features(self) -> bool:
+        """Whether sources are feature vectors (not token ids)."""
+        return any(s is not None and s.is_floating_point() for s in self.sources[:1])
+
+    @property
     def sizes(self) -> list[int]:
         """What an example costs in a padded batch: max(source length, target length)."""
         return [max(s, t) for s, t in zip(self.source_lengths, self.target_lengths, strict=True)]
@@ -105,11 +110,15 @@ class EncodedSplit:
         return [[positions[i] for i in batch] for batch in ordered]
 
     def unk_rates(self) -> dict[str, float]:
-        """The fraction of each side's tokens that are UNK: what the tokenizers could not represent
-        ({} sides without token ids: float features, class or value targets)."""
-        stats = self.stats
-        return {side: stats[f"{side}_unk"] / stats[f"{side}_tokens"] for side in ("source", "target")
-                if stats[f"{side}_tokens"]}
+        """The fraction of each side's tokens that are UNK (see ``unk_rates``)."""
+        return unk_rates(self.stats)
+
+
+def unk_rates(stats: dict[str, int]) -> dict[str, float]:
+    """The fraction of each side's tokens that are UNK: what the tokenizers could not represent
+    ({} sides without token ids: float features, class or value targets)."""
+    return {side: stats[f"{side}_unk"] / stats[f"{side}_tokens"] for side in ("source", "target")
+            if stats[f"{side}_tokens"]}
 
 
 def encode_split(task: Task, split: str, data: DataConfig, *, evaluation: bool | None = None,
@@ -127,67 +136,93 @@ def encode_split(task: Task, split: str, data: DataConfig, *, evaluation: bool |
     What was dropped, truncated or skipped, and an <unk> rate worth knowing, is logged as a warning
     (``warn``: False in all but one process of a distributed run); all counts at info.
     """
-    if evaluation is None:
-        evaluation = split != "train"
-    truncate = evaluation or data.too_long == "truncate"
+    encoder = SplitEncoder(task, split, data, evaluation)
     encoded = EncodedSplit(split)
-    stats = encoded.stats
-    long_sides: set[str] = set()  # which limits the dropped or truncated examples broke
-    for example in task.examples(split):
-        stats["examples"] += 1
-        item = task.encode(example)
-        source, target = item.source, item.target
-        is_sequence = target.dim() == 1 and not target.is_floating_point()
-        _count_tokens(stats, source, target if is_sequence else None)
-        if source is not None and source.size(0) == 0:
-            stats["empty"] += 1
-            if not evaluation:
-                continue
-            if not is_sequence:
-                kind = getattr(task, "model_kind", "model")
-                raise DataError(f"{example.where or split}: no source token (empty after tokenization); "
-                                f"a {kind} cannot predict without one, and every example of split "
-                                f"{split} is scored: fix or remove it")
+    for example, source, target, empty in encoder:
+        if empty:
             encoded.empty.append(len(encoded))
-            _append(encoded, example, source, target, is_sequence)
-            continue
-        source_long = source is not None and source.size(0) > data.max_source_len
-        target_long = is_sequence and target.size(0) > data.max_target_len
-        if source_long or target_long:
-            long_sides.update(side for side, long in (("source", source_long), ("target", target_long))
-                              if long)
-            if not truncate:
-                stats["dropped"] += 1
-                continue
-            if target_long and data.max_target_len < 2:
-                raise ConfigError(f"data.max_target_len: must be at least 2 to hold bos and eos, "
-                                  f"got {data.max_target_len}")
-            stats["truncated"] += 1
-            if source_long:
-                source = source[:data.max_source_len]
-            if target_long:
-                target = torch.cat([target[:data.max_target_len - 1], target[-1:]])  # eos last
-        _append(encoded, example, source, target, is_sequence)
-    stats["kept"] = len(encoded)
-    if stats["examples"] == 0:
-        raise DataError(f"{split}: the split has no examples")
-    if len(encoded) == len(encoded.empty):  # nothing a model can take
-        file = (getattr(example, "where", None) or "").rpartition(":")[0]  # of "file:line"
-        origin = f"{file}: split {split}" if file and Path(file).is_file() else split
-        raise DataError(f"{origin}: none of the {stats['examples']} examples is left "
-                        f"({stats['dropped']} longer than data.max_source_len={data.max_source_len} or "
-                        f"data.max_target_len={data.max_target_len}, {stats['empty']} with an empty source)")
-    _report(encoded, data, evaluation, long_sides, warn)
+        encoded.sources.append(source)
+        encoded.targets.append(target)
+        encoded.source_lengths.append(0 if source is None else source.size(0))
+        encoded.target_lengths.append(target.size(0) if _is_sequence(target) else 0)
+        encoded.examples.append(example)
+    encoded.stats = encoder.finish(warn)
     return encoded
 
 
-def _append(encoded: EncodedSplit, example: Example, source: Tensor | None, target: Tensor,
-            is_sequence: bool) -> None:
-    encoded.sources.append(source)
-    encoded.targets.append(target)
-    encoded.source_lengths.append(0 if source is None else source.size(0))
-    encoded.target_lengths.append(target.size(0) if is_sequence else 0)
-    encoded.examples.append(example)
+class SplitEncoder:
+    """One split encoded example by example under the ``[data]`` limits (see ``encode_split``):
+    iterating gives each example kept, as (example, source, target, empty), with nothing held in
+    memory; ``finish()`` then checks that something was kept, reports, and returns the counts."""
+
+    def __init__(self, task: Task, split: str, data: DataConfig, evaluation: bool | None = None):
+        self.task, self.split, self.data = task, split, data
+        self.evaluation = split != "train" if evaluation is None else evaluation
+        self.stats = dict.fromkeys(COUNTS, 0)
+        self.long_sides: set[str] = set()  # which limits the dropped or truncated examples broke
+        self.last: Example | None = None
+
+    def __iter__(self) -> Iterator[tuple[Example, Tensor | None, Tensor, bool]]:
+        data, stats, evaluation, split = self.data, self.stats, self.evaluation, self.split
+        truncate = evaluation or data.too_long == "truncate"
+        for example in self.task.examples(split):
+            self.last = example
+            stats["examples"] += 1
+            item = self.task.encode(example)
+            source, target = item.source, item.target
+            is_sequence = _is_sequence(target)
+            _count_tokens(stats, source, target if is_sequence else None)
+            if source is not None and source.size(0) == 0:
+                stats["empty"] += 1
+                if not evaluation:
+                    continue
+                if not is_sequence:
+                    kind = getattr(self.task, "model_kind", "model")
+                    raise DataError(f"{example.where or split}: no source token (empty after tokenization); "
+                                    f"a {kind} cannot predict without one, and every example of split "
+                                    f"{split} is scored: fix or remove it")
+                stats["kept"] += 1
+                yield example, source, target, True
+                continue
+            source_long = source is not None and source.size(0) > data.max_source_len
+            target_long = is_sequence and target.size(0) > data.max_target_len
+            if source_long or target_long:
+                self.long_sides.update(side for side, long in (("source", source_long),
+                                                               ("target", target_long)) if long)
+                if not truncate:
+                    stats["dropped"] += 1
+                    continue
+                if target_long and data.max_target_len < 2:
+                    raise ConfigError(f"data.max_target_len: must be at least 2 to hold bos and eos, "
+                                      f"got {data.max_target_len}")
+                stats["truncated"] += 1
+                if source_long:
+                    source = source[:data.max_source_len]
+                if target_long:
+                    target = torch.cat([target[:data.max_target_len - 1], target[-1:]])  # eos last
+            stats["kept"] += 1
+            yield example, source, target, False
+
+    def finish(self, warn: bool = True) -> dict[str, int]:
+        """The counts, once every example has been through; a DataError when the split had none
+        or none a model can take."""
+        stats, data, split = self.stats, self.data, self.split
+        if stats["examples"] == 0:
+            raise DataError(f"{split}: the split has no examples")
+        if stats["kept"] == (stats["empty"] if self.evaluation else 0):  # nothing a model can take
+            file = (getattr(self.last, "where", None) or "").rpartition(":")[0]  # of "file:line"
+            origin = f"{file}: split {split}" if file and Path(file).is_file() else split
+            raise DataError(f"{origin}: none of the {stats['examples']} examples is left "
+                            f"({stats['dropped']} longer than data.max_source_len={data.max_source_len} or "
+                            f"data.max_target_len={data.max_target_len}, {stats['empty']} with an empty "
+                            "source)")
+        _report(split, stats, data, self.evaluation, self.long_sides, warn)
+        return stats
+
+
+def _is_sequence(target: Tensor) -> bool:
+    """A target of token ids (not a class index or values)."""
+    return target.dim() == 1 and not target.is_floating_point()
 
 
 def _count_tokens(stats: dict[str, int], source: Tensor | None, target: Tensor | None) -> None:
@@ -203,11 +238,10 @@ def _count_tokens(stats: dict[str, int], source: Tensor | None, target: Tensor |
         stats["target_unk"] += ids.count(UNK)
 
 
-def _report(encoded: EncodedSplit, data: DataConfig, evaluation: bool, long_sides: set[str],
-            warn: bool) -> None:
+def _report(split: str, stats: dict[str, int], data: DataConfig, evaluation: bool,
+            long_sides: set[str], warn: bool) -> None:
     """The counts at info; what a user must know (examples not used as they are, <unk>) as warnings."""
-    split, stats = encoded.split, encoded.stats
-    rates = encoded.unk_rates()
+    rates = unk_rates(stats)
     logger.info("%s: %d examples, %d kept, %d truncated, %d dropped as too long, %d empty; <unk>: %s",
                 split, stats["examples"], stats["kept"], stats["truncated"], stats["dropped"],
                 stats["empty"], ", ".join(f"{side} {_percent(rate)}" for side, rate in rates.items()) or "-")
@@ -240,85 +274,6 @@ def _percent(fraction: float) -> str:
 
 
 # -- batching -----------------------------------------------------------------------------------
-
-
-class TokenBatchSampler:
-    """Lists of example indices whose padded size, max(size) * count, stays within ``batch_tokens``.
-
-    Each epoch: sort the examples by size with a random tie-break, cut the sorted list greedily into
-    batches, shuffle the batch order; the randomness comes only from (seed, epoch), so the same seed
-    gives the same batches, bit for bit. An example larger than the budget gets a batch of its own.
-
-    ``iter(sampler)`` runs over epochs forever (training) from the position in ``state_dict()``:
-    ``{"epoch": e, "index": i}`` means i batches of epoch e have been handed out.
-    ``ordered_batches()`` is one pass for evaluation, sorted by size, in a fixed order.
-    """
-
-    def __init__(self, sizes: Sequence[int], batch_tokens: int, seed: int = 0):
-        if len(sizes) == 0:
-            raise ValueError("no examples to batch")
-        if batch_tokens < 1:
-            raise ValueError(f"batch_tokens must be at least 1, got {batch_tokens}")
-        self.sizes = np.maximum(np.asarray(sizes, dtype=np.int64), 1)
-        self.batch_tokens = batch_tokens
-        self.seed = seed
-        self.epoch = 0
-        self.index = 0
-        self._cached: tuple[int, list[list[int]]] | None = None
-        self._per_epoch: int | None = None
-
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The batches of ``epoch``, in the order training sees them."""
-        if self._cached is not None and self._cached[0] == epoch:
-            return self._cached[1]
-        rng = np.random.default_rng([self.seed % 2**64, epoch])
-        tie_break = rng.permutation(len(self.sizes))
-        batches = self._cut(np.lexsort((tie_break, self.sizes)))  # by size, then the random key
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-        self._cached = (epoch, batches)
-        return batches
-
-    def ordered_batches(self) -> list[list[int]]:
-        """Every example once, shortest first, for evaluation."""
-        return self._cut(np.argsort(self.sizes, kind="stable"))
-
-    def __len__(self) -> int:
-        """Batches per epoch (the same every epoch: ties have equal sizes)."""
-        if self._per_epoch is None:
-            self._per_epoch = len(self.ordered_batches())
-        return self._per_epoch
-
-    def __iter__(self) -> Iterator[list[int]]:
-        while True:
-            batches = self.epoch_batches(self.epoch)
-            while self.index < len(batches):
-                self.index += 1  # before yielding: state_dict() then counts this batch as handed out
-                yield batches[self.index - 1]
-            self.epoch, self.index = self.epoch + 1, 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "index": self.index}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        epoch, index = int(state["epoch"]), int(state["index"])
-        if epoch < 0 or not 0 <= index <= len(self.epoch_batches(epoch)):
-            raise ValueError(f"batch sampler state {state} does not fit this data "
-                             f"({len(self)} batches per epoch)")
-        self.epoch, self.index = epoch, index
-
-    def _cut(self, order: np.ndarray) -> list[list[int]]:
-        batches: list[list[int]] = []
-        current: list[int] = []
-        longest = 0
-        for i in order.tolist():
-            size = int(self.sizes[i])
-            if current and max(longest, size) * (len(current) + 1) > self.batch_tokens:
-                batches.append(current)
-                current, longest = [], 0
-            current.append(i)
-            longest = max(longest, size)
-        batches.append(current)
-        return batches
 
 
 def step_batches(batches: Iterator[list[int]], accumulate: int, rank: int = 0,

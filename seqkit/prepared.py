@@ -12,7 +12,8 @@ A JSON manifest says what the files hold and what they were made from.
 
 The data key is a hash of the task's name and options with every file option replaced by the
 SHA-256 of the file's contents (so moving the data or another config over the same data reuses it),
-and of seqkit's version: a changed data file has another key, so stale data are never found. The
+and of the code that reads and encodes (seqkit's and the task plugin's Python files): a changed data
+file or changed code has another key, so stale data are never found. The
 encoding key adds the task state and the ``[data]`` length limits. Files are checked against the
 manifest's sizes and SHA-256 when opened: a damaged folder is reported and prepared again. A folder
 is written under a temporary name and renamed into place, so a reader never sees half of one, and
@@ -22,7 +23,9 @@ two processes preparing the same data at once each finish and one folder wins.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -85,11 +88,36 @@ def fingerprint(value: Path) -> Any:
     return "missing"
 
 
-def data_key(task_name: str, options: Any) -> str:
-    """The hash that names the prepared data of a task over its data files (see the module doc)."""
+def data_key(task_name: str, options: Any, extra: dict[str, Any] | None = None,
+             code: tuple[str, ...] = ()) -> str:
+    """The hash that names the prepared data of a task over its data files (see the module doc);
+    ``extra``: other settings that change what is read (``data.bad_lines``); ``code``: the
+    top-level packages whose code reads and encodes (seqkit's own always counts)."""
     described = {"format": FORMAT, "seqkit": seqkit.__version__, "task": task_name,
-                 "options": _by_content(options)}
+                 "options": _by_content(options), "extra": extra or {},
+                 "code": [code_digest(package) for package in sorted({"seqkit", *code})]}
     return _hash(described)
+
+
+@functools.cache
+def code_digest(package: str) -> str:
+    """SHA-256 over the Python files of a top-level package (its name and every .py file's
+    contents): the code that reads and encodes the data, so that changed code never meets data
+    prepared by the code before it, version number or not. A few milliseconds."""
+    digest = hashlib.sha256(package.encode())
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return digest.hexdigest()
+    roots = list(spec.submodule_search_locations or [])
+    files = sorted(p for root in roots for p in Path(root).rglob("*.py")) if roots else \
+        [Path(spec.origin)] if spec.origin and Path(spec.origin).is_file() else []
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _by_content(options: Any) -> Any:
@@ -361,8 +389,10 @@ class Prepared:
     key: str
 
     @classmethod
-    def of(cls, task_name: str, options: Any, root: Path | None = None) -> Prepared:
-        return cls(Path(root) if root is not None else cache_root(), task_name, data_key(task_name, options))
+    def of(cls, task_name: str, options: Any, root: Path | None = None,
+           extra: dict[str, Any] | None = None, code: tuple[str, ...] = ()) -> Prepared:
+        root = Path(root) if root is not None else cache_root()
+        return cls(root, task_name, data_key(task_name, options, extra, code))
 
     @property
     def folder(self) -> Path:

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 # Config keys a resumed run may change: they steer how training goes on, not what is trained.
 # Anything else (model, task, data, seed, train.best_metric) changed makes a different run.
-RESUMABLE_CHANGES = ("train.", "backend", "precision")
+RESUMABLE_CHANGES = ("train.", "backend", "precision", "data.prepare")  # prepared or not: same batches
 NOT_RESUMABLE = ("train.best_metric",)
 
 

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqkit import checkpoint as ckpt
 from seqkit.backends import get_backend, resolve_precision
+from seqkit.batching import TokenBatchSampler
 from seqkit.config import RunConfig
-from seqkit.data import EncodedSplit, TokenBatchSampler, encode_split, step_batches
+from seqkit.data import EncodedSplit, encode_split, step_batches
 from seqkit.distributed import Group, data_parallel
 from seqkit.errors import CheckpointError, TrainingError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
@@ -42,6 +44,8 @@ from seqkit.interfaces import Task
 from seqkit.interrupts import DeferredSignals, Interrupted
 from seqkit.model import SeqModel, build_model, count_parameters, task_label, task_model_shape
 from seqkit.plugins import PluginManager
+from seqkit.prepared import Prepared, PreparedSplit
+from seqkit.run_data import train_split
 from seqkit.run_folder import RunFolder, model_meta
 
 log = logging.getLogger(__name__)
@@ -95,7 +99,8 @@ def rank_seed(seed: int, rank: int, step: int = 0) -> int:
 
 class Trainer:
     def __init__(self, config: RunConfig, folder: RunFolder, task: Task, manager: PluginManager,
-                 events: Events | None = None, group: Group | None = None):
+                 events: Events | None = None, group: Group | None = None,
+                 prepared: Prepared | None = None):
         self.backend = get_backend(config.backend, manager)
         self.group = group or Group(device=self.backend.device())
         self.config, self.folder, self.task = config, folder, task
@@ -116,10 +121,12 @@ class Trainer:
                                            betas=config.train.betas,
                                            weight_decay=config.train.weight_decay, **fused)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        with self.events.timed("encoding data"):  # every rank encodes; rank 0 alone warns
-            self.train_split = encode_split(task, "train", config.data, warn=self.group.is_main)
+        # the train split from prepared files (seqkit.run_data), valid encoded in memory
+        self.train_split = train_split(task, config.data, prepared, self.group, self.events)
+        with self.events.timed("encoding valid"):
             self.valid_split = (encode_split(task, "valid", config.data, warn=self.group.is_main)
                                 if "valid" in task.splits() else None)
+        self._train_references: EncodedSplit | None = None  # see _train_for_evaluation
         self.sampler = TokenBatchSampler(self.train_split.sizes, config.data.batch_tokens, seed=config.seed)
         self.progress = Progress()
         self.parameters = count_parameters(self.model)
@@ -316,7 +323,7 @@ class Trainer:
     def _evaluate_and_save(self, step: int) -> bool:
         """Evaluate on valid (or train when there is none), checkpoint, track the best; True when
         early stopping says stop."""
-        t, split = self.config.train, self.valid_split or self.train_split
+        t, split = self.config.train, self.valid_split or self._train_for_evaluation()
         name = "valid" if self.valid_split is not None else "train"
         try:
             with self.signals.at_once(), self.events.timed(f"evaluating on {name}"):
@@ -348,6 +355,16 @@ class Trainer:
         self.events.evaluated(step, metrics)
         return t.patience > 0 and self.progress.bad_evals >= t.patience
 
+    def _train_for_evaluation(self) -> EncodedSplit:
+        """Without a valid split, training is evaluated on the train split: the examples it trains
+        on, encoded in memory with their raw targets to score against (prepared data hold ids only)."""
+        if isinstance(self.train_split, EncodedSplit):
+            return self.train_split
+        if self._train_references is None:
+            with self.events.timed("encoding train for evaluation (no valid split)"):
+                self._train_references = encode_split(self.task, "train", self.config.data, warn=False)
+        return self._train_references
+
     def evaluate(self, split: EncodedSplit, name: str, decode_limit: int = 0):
         return evaluate(self.model, self.task, split, batch_tokens=self.config.data.batch_tokens,
                         device=self.device, autocast=self.backend.autocast(self.precision),
@@ -360,11 +377,10 @@ class Trainer:
         return f"step {step}: {what}; training stopped, nothing saved ({kept}); lower train.lr?"
 
 
-def _split_counts(split: EncodedSplit) -> dict[str, int]:
+def _split_counts(split: EncodedSplit | PreparedSplit) -> dict[str, int]:
     """Examples kept, and their tokens (sources and target sequences; none for float features)."""
     counts = {"examples": len(split)}
-    features = any(s is not None and s.is_floating_point() for s in split.sources[:1])
-    tokens = (0 if features else sum(split.source_lengths)) + sum(split.target_lengths)
+    tokens = (0 if split.features else int(np.sum(split.source_lengths))) + int(np.sum(split.target_lengths))
     if tokens:
         counts["tokens"] = tokens
     return counts

@@ -1,8 +1,10 @@
-"""Shared fixtures: fake third-party plugin distributions, installed without pip."""
+"""Shared fixtures: fake third-party plugin distributions, installed without pip; a cache of
+prepared data of the test session's own."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import sys
 import textwrap
 
@@ -10,6 +12,19 @@ import pytest
 import torch
 
 _counter = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory):
+    """SEQKIT_CACHE for what module- and session-scoped fixtures train (set before them)."""
+    os.environ["SEQKIT_CACHE"] = str(tmp_path_factory.mktemp("session-cache"))
+
+
+@pytest.fixture(autouse=True)
+def prepared_data_cache(tmp_path_factory, monkeypatch):
+    """Runs prepare their data under SEQKIT_CACHE: each test's own folder (a test sees only the
+    data it prepared itself), never the user's ~/.cache; processes a test starts inherit it."""
+    monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(scope="module")

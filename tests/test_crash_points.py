@@ -3,8 +3,10 @@ rename, folder fsync, append and unlink of config, metrics, checkpoints and best
 the process may die or the operation may fail with a full disk or a permission error. At each point
 the harness injects that failure, then runs the same command again, and requires the end state to
 equal an uninterrupted run's bit for bit: weights, optimizer and RNG state, best.safetensors,
-metrics.jsonl (timing fields aside) and the set of files. Random kill -9 tests (test_crash.py) stay
-as a second line."""
+metrics.jsonl (timing fields aside) and the set of files. The run's prepared data (the fitted task
+state in the cache of prepared data) are written through the same operations and crashed alike; each
+run gets a cache of its own, so each sees the same operations. Random kill -9 tests (test_crash.py)
+stay as a second line."""
 
 from __future__ import annotations
 
@@ -39,8 +41,14 @@ def operations(run) -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, one_thread):
     run = tmp_path_factory.mktemp("straight")
+    os.environ["SEQKIT_CACHE"] = str(run.parent / "straight-cache")  # the test's own sets it back
     ops = operations(run)
     return ops, end_state(run)
+
+
+def own_cache(monkeypatch, run) -> None:
+    """A cache of prepared data for ``run`` alone (beside it): its run sees every operation."""
+    monkeypatch.setenv("SEQKIT_CACHE", str(run.parent / f"{run.name}-cache"))
 
 
 def fail_at(index: int, failure: BaseException):
@@ -62,12 +70,15 @@ FAILURES = {
 
 
 @pytest.mark.parametrize("failure", list(FAILURES))
-def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_path, reference, failure):
+def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_path, reference, failure,
+                                                                            monkeypatch):
     ops, expected = reference
     assert len(ops) >= 30 and {op for op, _ in ops} == {"write", "fsync", "rename", "fsync_dir", "append",
                                                          "unlink"}
+    assert ("write", "task_state.json") in ops  # the prepared data's writes are among them
     for index, (operation, name) in enumerate(ops):
         run = tmp_path / f"{index}"
+        own_cache(monkeypatch, run)
         storage.fault = fail_at(index, FAILURES[failure]())
         try:
             with pytest.raises((SimulatedCrash, StorageError)) as info:
@@ -76,7 +87,10 @@ def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_
             storage.fault = None
         if failure != "crash":  # one line naming the file that could not be written
             message = str(info.value)
-            named = str(run) if operation == "fsync_dir" else name  # a folder's fsync names the folder
+            # a folder's fsync names the folder: one of the run's, or the prepared data's in the
+            # cache ("reverse-<key>", the same name in every cache)
+            in_cache = name.startswith("reverse-")
+            named = str(run) if operation == "fsync_dir" and not in_cache else name
             reason = os.strerror(getattr(errno, failure))
             assert "\n" not in message and named in message and reason in message
         seqkit.train(CONFIG, out=run, test=False)
@@ -86,13 +100,14 @@ def test_every_file_operation_can_fail_and_the_rerun_ends_bit_for_bit_equal(tmp_
             raise AssertionError(f"{failure} at operation {index} ({operation} {name}): {exc}") from None
 
 
-def test_a_crash_during_the_repair_of_a_crash_is_repaired_too(tmp_path, reference):
+def test_a_crash_during_the_repair_of_a_crash_is_repaired_too(tmp_path, reference, monkeypatch):
     """Crash at each operation, then crash the rerun at its first file operation (removing a
     temporary, restoring best or metrics, rewriting config): the third run still ends equal."""
     ops, expected = reference
     repairs = set()
     for index in range(len(ops)):
         run = tmp_path / f"{index}"
+        own_cache(monkeypatch, run)
         for fault in (fail_at(index, SimulatedCrash()), fail_at(0, SimulatedCrash())):
             seen = []
 

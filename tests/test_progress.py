@@ -205,7 +205,8 @@ def test_train_shows_header_phases_and_steps_on_a_given_stream_and_never_on_stdo
     seqkit.train(tiny(), out=tmp_path / "run", events=events,
                  progress=ConsoleProgress(stream, interval=0.0), samples=1)
     text = stream.getvalue()
-    for expected in ("checking the config: ", "task.fit on train", "encoding data: ",
+    for expected in ("checking the config: ", "task.fit on train", "preparing the train split (encoding",
+                     "encoding valid: ",
                      "training a seq2seq model of", "data: train 32 examples", "vocabulary: source",
                      "run folder: ", "step 6/6  loss", "evaluating on valid: ", "eval @ 3: loss",
                      "loading the best model: ", "encoding test: ", "evaluating on test (loss, decoding 8"):
@@ -306,7 +307,8 @@ def test_seqkit_run_shows_header_phases_and_fields_on_stderr_and_keeps_stdout_cl
 
     result = CliRunner().invoke(cli, ["run", str(write_config(tmp_path)), "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
-    for expected in ("checking the config: ", "task.fit on train", "encoding data: ",
+    for expected in ("checking the config: ", "task.fit on train", "preparing the train split (encoding",
+                     "encoding valid: ",
                      "training a seq2seq model of", "backend cpu, device cpu", "data: train 32 examples",
                      "vocabulary: source", "eval @ 3: loss", "evaluating on valid: ", "encoding test: ",
                      "evaluating on test (loss, decoding 8 examples): "):

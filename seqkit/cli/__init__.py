@@ -13,11 +13,12 @@ inside the commands that need it, so `seqkit --help` answers at once.
 
 from __future__ import annotations
 
-from seqkit.cli import bench, config, evaluate, generate, plugins, run, tools
+from seqkit.cli import bench, config, evaluate, generate, plugins, prepare, run, tools
 from seqkit.cli.group import CliError, SeqkitGroup, cli, main, plugin_manager
 
 for _command in (run.run, run.train_command, evaluate.eval_command, generate.generate, generate.score,
-                 tools.average, tools.plot, plugins.plugins, plugins.backends, config.config, bench.bench):
+                 prepare.prepare, tools.average, tools.plot, plugins.plugins, plugins.backends, config.config,
+                 bench.bench):
     cli.add_command(_command)
 
 __all__ = ["CliError", "SeqkitGroup", "cli", "main", "plugin_manager"]

@@ -1,0 +1,89 @@
+"""The data a run trains on: the task fitted (or its state read back from prepared data), and the
+train split prepared once into memory-mapped files (``seqkit.prepared``) that every later run,
+resume and process reuses; with ``data.prepare = false`` the split is encoded in memory instead.
+
+Under torchrun rank 0 fits and prepares; the others wait for it and open the same files, so the
+processes of one machine share one copy of the data in the page cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from seqkit.config import DataConfig, RunConfig
+from seqkit.data import EncodedSplit, SplitEncoder, encode_split
+from seqkit.distributed import Group
+from seqkit.errors import DataError
+from seqkit.events import Events
+from seqkit.interfaces import Task
+from seqkit.plugins import PluginManager
+from seqkit.prepared import Prepared, PreparedSplit, open_split
+
+FIT_PHASE = "task.fit on train (vocabularies, tokenizers)"
+
+
+def prepared_data(config: RunConfig, manager: PluginManager) -> Prepared:
+    """Where ``config``'s prepared data are (hashing its data files and the task plugin's code)."""
+    registration = manager.get("task", config.task.name)
+    package = (registration.module or "").partition(".")[0]
+    return Prepared.of(config.task.name, config.task.options, extra={"bad_lines": config.data.bad_lines},
+                       code=(package,) if package else ())
+
+
+def fit(task: Task, prepared: Prepared | None, events: Events) -> None:
+    """Fit ``task`` on its train split, or give it the state fitted on the same data before."""
+    state = prepared.state() if prepared is not None else None
+    if state is not None:
+        with events.timed(f"reading the prepared task state ({prepared.folder})"):
+            task.load_state_dict(state)
+        return
+    with events.timed(FIT_PHASE):
+        task.fit(task.examples("train"))
+    if prepared is not None:
+        prepared.save_state(task.state_dict())
+
+
+def train_split(task: Task, data: DataConfig, prepared: Prepared | None, group: Group,
+                events: Events) -> EncodedSplit | PreparedSplit:
+    """The train split: with ``data.prepare``, prepared (made now if missing, by rank 0, which
+    alone is given ``prepared``, while the others wait) or else encoded in memory."""
+    if not data.prepare:
+        with events.timed("encoding train"):  # every rank encodes; rank 0 alone warns
+            return encode_split(task, "train", data, warn=group.is_main)
+    folder = None
+    if group.is_main:
+        if prepared is None:
+            raise ValueError("train_split: rank 0 needs the Prepared of data.prepare")
+        split = prepare_split(task, data, prepared, events)
+        folder = str(split.folder)
+    folder = group.broadcast_json(folder)
+    if not group.is_main:
+        split = open_split(Path(folder), "train")
+        if split is None:
+            raise DataError(f"{folder}: the prepared train split rank 0 wrote cannot be read")
+    return split
+
+
+def prepare_split(task: Task, data: DataConfig, prepared: Prepared, events: Events) -> PreparedSplit:
+    """The prepared train split of ``task`` (fitted), written first when missing."""
+    folder = prepared.encoding(task.state_dict(), data)
+    if (folder / "manifest.json").exists():
+        with events.timed(f"reading the prepared train split ({folder})"):
+            found = open_split(folder, "train")  # None when damaged: prepared again below
+        if found is not None:
+            return found
+    with events.timed(f"preparing the train split (encoding into {folder})"):
+        return prepared.split(task, "train", data, _encoded)
+
+
+def _encoded(task: Task, split: str, data: DataConfig, stats: dict[str, Any]
+             ) -> Iterator[tuple[Tensor | None, Tensor, str]]:
+    """The examples training keeps, for Prepared.split; ``stats`` gets the counts at the end."""
+    encoder = SplitEncoder(task, split, data, evaluation=False)
+    for example, source, target, _ in encoder:
+        yield source, target, example.where
+    stats.update(encoder.finish())

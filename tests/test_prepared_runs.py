@@ -1,0 +1,124 @@
+"""Runs on prepared data: the same end state, bit for bit, as encoding in memory; a second run (or
+`seqkit prepare` first) skips fitting and encoding; changed data or a damaged cache is never used."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+from run_state import assert_same_end_state, end_state
+
+import seqkit
+
+PAIRS = ["one\tun", "two\tdeux", "three\ttrois", "four hundred\tquatre cent", "five\tcinq",
+         "six thousand\tsix mille", "seven\tsept", "eight\thuit", "nine\tneuf", "ten\tdix",
+         "twenty one\tvingt et un", "forty two\tquarante-deux"]
+
+
+def translation(tmp_path: Path, steps: int = 6, **data) -> dict:
+    (tmp_path / "train.tsv").write_text("\n".join(PAIRS) + "\n", encoding="utf-8")
+    (tmp_path / "valid.tsv").write_text("\n".join(PAIRS[:4]) + "\n", encoding="utf-8")
+    return {
+        "seed": 2,
+        "task": {"name": "translation", "train": str(tmp_path / "train.tsv"),
+                 "valid": str(tmp_path / "valid.tsv"), "tokenizer": "word", "vocab_size": 60},
+        "model": {"d_model": 16, "embedding_dropout": 0.1, "encoder": {"name": "gru", "dropout": 0.1},
+                  "decoder": {"name": "gru"}},
+        "data": {"batch_tokens": 24, "max_source_len": 1, "max_target_len": 5, **data},
+        "train": {"steps": steps, "lr": 3e-3, "warmup_steps": 2, "eval_every": 3, "log_every": 1,
+                  "keep_last": 1},
+    }
+
+
+class Phases:
+    def __init__(self):
+        self.names = []
+
+    def phase(self, name, state, seconds=None):
+        if state == "started":
+            self.names.append(name)
+
+    def saw(self, prefix: str) -> bool:
+        return any(name.startswith(prefix) for name in self.names)
+
+
+def test_prepared_and_in_memory_runs_end_bit_for_bit_equal(tmp_path, one_thread):
+    config = translation(tmp_path)  # max lengths drop some pairs: the same ones both ways
+    seqkit.train(config, out=tmp_path / "memory", test=False, data__prepare=False)
+    phases = Phases()
+    seqkit.train(config, out=tmp_path / "prepared", test=False, events=phases)
+    assert phases.saw("preparing the train split")
+    assert_same_end_state(end_state(tmp_path / "prepared"), end_state(tmp_path / "memory"))
+
+
+def test_a_second_run_reuses_the_fitted_state_and_the_prepared_split(tmp_path, one_thread):
+    config = translation(tmp_path)
+    first = Phases()
+    seqkit.train(config, out=tmp_path / "a", test=False, events=first)
+    assert first.saw("task.fit") and first.saw("preparing the train split")
+    second = Phases()
+    seqkit.train(config, out=tmp_path / "b", test=False, events=second)
+    assert not second.saw("task.fit") and not second.saw("preparing")
+    assert second.saw("reading the prepared task state") and second.saw("reading the prepared train split")
+    assert_same_end_state(end_state(tmp_path / "b"), end_state(tmp_path / "a"))
+
+
+def test_a_resume_may_switch_between_prepared_and_in_memory_data(tmp_path, one_thread):
+    """Both give the same batches, so data.prepare may change on resume (like train.* keys)."""
+    config = translation(tmp_path, steps=6)
+    seqkit.train(config, out=tmp_path / "straight", test=False)
+    seqkit.train({**config, "train": {**config["train"], "steps": 3}}, out=tmp_path / "resumed",
+                 test=False, data__prepare=False)
+    seqkit.train(config, out=tmp_path / "resumed", test=False)
+    assert_same_end_state(end_state(tmp_path / "resumed"), end_state(tmp_path / "straight"))
+
+
+def test_changed_data_is_fitted_and_prepared_again(tmp_path, one_thread):
+    config = translation(tmp_path)
+    seqkit.train(config, out=tmp_path / "a", test=False)
+    with open(tmp_path / "train.tsv", "a", encoding="utf-8") as handle:
+        handle.write("eleven\tonze\n")
+    phases = Phases()
+    result = seqkit.train(config, out=tmp_path / "b", test=False, events=phases)
+    assert phases.saw("task.fit") and phases.saw("preparing the train split")
+    assert result.summary["step"] == 6
+
+
+def test_a_damaged_cache_is_said_and_prepared_again(tmp_path, one_thread, caplog):
+    config = translation(tmp_path)
+    split = seqkit.prepare(config)
+    (split.folder / "train.target.bin").write_bytes(b"\x00")
+    with caplog.at_level(logging.WARNING, logger="seqkit"):
+        seqkit.train(config, out=tmp_path / "run", test=False)
+    assert any(f"prepared data {split.folder} damaged (train.target.bin has 1 bytes" in r.getMessage()
+               for r in caplog.records)
+    seqkit.train(config, out=tmp_path / "memory", test=False, data__prepare=False)
+    assert_same_end_state(end_state(tmp_path / "run"), end_state(tmp_path / "memory"))
+
+
+def test_seqkit_prepare_then_run_starts_from_the_prepared_files(tmp_path):
+    config = tmp_path / "run.toml"
+    config.write_text(tomli_w.dumps(translation(tmp_path)), encoding="utf-8")
+    prepared = subprocess.run([sys.executable, "-m", "seqkit", "prepare", str(config)],
+                              capture_output=True, text=True)
+    assert prepared.returncode == 0, prepared.stderr
+    folder, summary = prepared.stdout.splitlines()
+    assert Path(folder).is_dir() and (Path(folder) / "manifest.json").is_file()
+    assert summary.startswith("train: 8 of 12 examples kept (4 dropped, 0 truncated, 0 empty)")
+    assert "task.fit on train" in prepared.stderr
+    run = subprocess.run([sys.executable, "-m", "seqkit", "run", str(config), "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "task.fit" not in run.stderr and f"reading the prepared train split ({folder})" in run.stderr
+
+
+def test_prepare_reports_its_phases_and_a_task_without_train_is_an_error(tmp_path):
+    phases = Phases()
+    split = seqkit.prepare(translation(tmp_path), events=phases)
+    assert len(split) == split.stats["kept"] and phases.saw("task.fit")
+    with pytest.raises(seqkit.DataError, match="no train split to prepare"):
+        seqkit.prepare({"task": {"name": "translation", "valid": str(tmp_path / "valid.tsv")}})
