@@ -51,6 +51,8 @@ _LAZY = {
     "Backend": "seqkit.interfaces",
     "Example": "seqkit.interfaces",
     "EncodedExample": "seqkit.interfaces",
+    "EncodedBatch": "seqkit.interfaces",
+    "TokenArrays": "seqkit.ragged",
     "Batch": "seqkit.interfaces",
     "Direction": "seqkit.interfaces",
     "ModelShape": "seqkit.model",
@@ -96,6 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from seqkit.interfaces import Batch as Batch
     from seqkit.interfaces import Decoder as Decoder
     from seqkit.interfaces import Direction as Direction
+    from seqkit.interfaces import EncodedBatch as EncodedBatch
     from seqkit.interfaces import EncodedExample as EncodedExample
     from seqkit.interfaces import Encoder as Encoder
     from seqkit.interfaces import EncoderOutput as EncoderOutput
@@ -104,3 +107,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from seqkit.model import ModelShape as ModelShape
     from seqkit.plugins import make_plugin_manager as make_plugin_manager
     from seqkit.progress import ConsoleProgress as ConsoleProgress
+    from seqkit.ragged import TokenArrays as TokenArrays

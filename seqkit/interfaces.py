@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from seqkit.ragged import TokenArrays
 from seqkit.tokenizer_options import SPECIAL_TOKENS as _SPECIAL_TOKENS
 
 Cache = dict[str, Any]
@@ -182,6 +183,16 @@ class EncodedExample:
 
 
 @dataclass
+class EncodedBatch:
+    """Several examples' token ids at once, what :meth:`Task.encode_batch` returns: each side's
+    sequences concatenated into flat arrays (see :class:`seqkit.ragged.TokenArrays`), exactly the
+    ids :meth:`Task.encode` gives one by one (targets framed as [bos, ..., eos])."""
+
+    source: TokenArrays | None  # None for a language model
+    target: TokenArrays
+
+
+@dataclass
 class Batch:
     """Examples collated right-padded with PAD (features with zeros).
 
@@ -285,6 +296,15 @@ class Task(abc.ABC):
     def encode(self, example: Example) -> EncodedExample:
         """Tensors of one example, at full length (the core applies length limits); see
         :class:`EncodedExample` for the shape of each kind."""
+
+    def encode_batch(self, examples: list[Example]) -> EncodedBatch | None:
+        """Optional, for speed: the token ids :meth:`encode` gives each of ``examples``, computed
+        together (a tokenizer's batch encoding, in Rust, on every core) and returned as flat arrays.
+        Only for tasks whose sources (if any) and targets are token-id sequences (seq2seq,
+        language model). None, the default, makes seqkit call :meth:`encode` per example; preparing
+        the train split (``seqkit prepare``) uses this when it is defined, and ``seqkit plugins
+        check`` holds it equal to ``encode``."""
+        return None
 
     @abc.abstractmethod
     def decode(self, output: Tensor) -> Any:

@@ -45,6 +45,7 @@ from seqkit.convert import to_toml_data
 from seqkit.data import collate
 from seqkit.errors import DataError, StorageError
 from seqkit.interfaces import Batch, EncodedExample
+from seqkit.ragged import TokenArrays
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,29 @@ class _FieldWriter:
         if self.pending_bytes >= CHUNK_BYTES:
             self.flush()
 
+    def add_arrays(self, arrays: TokenArrays, where: str) -> None:
+        """Many rows of token ids at once (int64, as ``add`` stores a token tensor)."""
+        if self.meta is None:
+            self.meta = {"dtype": "int64", "trailing": [], "scalar": False,
+                         "store": self._store_dtype(torch.zeros(0, dtype=torch.long))}
+        elif (self.meta["dtype"], self.meta["trailing"], self.meta["scalar"]) != ("int64", [], False):
+            raise DataError(f"{where}: token ids after rows of {self.meta['dtype']}")
+        ids = arrays.ids
+        limit = self.vocab if self.meta["store"] in ("uint16", "int32") else None
+        if limit is not None and ids.size and (ids.min() < 0 or ids.max() >= limit):
+            bad = int(ids.max() if ids.max() >= limit else ids.min())
+            raise DataError(f"{where}: the task encoded token id {bad}, outside its vocabulary of "
+                            f"{limit} (model_shape()) for the {self.stem.name.partition('.')[2]}")
+        array = ids.astype(self.meta["store"], copy=False)
+        offsets = self.count + np.cumsum(arrays.lengths)
+        self.count += len(array)
+        self.rows += len(arrays)
+        self.pending.append(array)
+        self.offsets.extend(offsets.tolist())
+        self.pending_bytes += array.nbytes
+        if self.pending_bytes >= CHUNK_BYTES:
+            self.flush()
+
     def _store_dtype(self, value: Tensor) -> str:
         if value.is_floating_point():
             return str(value.dtype).removeprefix("torch.")
@@ -209,13 +233,16 @@ def write_split(folder: Path, split: str, items: Iterable[tuple[Tensor | None, T
     """Write (source, target, where) items as ``split``'s fields in ``folder``; their metadata."""
     writers: dict[str, _FieldWriter] = {}
     try:
-        for source, target, where in items:
+        for source, target, where in items:  # an example's tensors, or many examples' TokenArrays
             for name, value in (("source", source), ("target", target)):
                 if value is None:
                     continue
                 if name not in writers:
                     writers[name] = _FieldWriter(folder / f"{split}.{name}", vocab.get(name))
-                writers[name].add(value, where)
+                if isinstance(value, TokenArrays):
+                    writers[name].add_arrays(value, where)
+                else:
+                    writers[name].add(value, where)
     finally:
         fields = {name: writer.close() for name, writer in writers.items()}
     return fields

@@ -22,6 +22,7 @@ from seqkit.events import Events
 from seqkit.interfaces import Task
 from seqkit.plugins import PluginManager
 from seqkit.prepared import Prepared, PreparedSplit, open_split
+from seqkit.ragged import TokenArrays
 
 FIT_PHASE = "task.fit on train (vocabularies, tokenizers)"
 
@@ -81,9 +82,20 @@ def prepare_split(task: Task, data: DataConfig, prepared: Prepared, events: Even
 
 
 def _encoded(task: Task, split: str, data: DataConfig, stats: dict[str, Any]
-             ) -> Iterator[tuple[Tensor | None, Tensor, str]]:
-    """The examples training keeps, for Prepared.split; ``stats`` gets the counts at the end."""
+             ) -> Iterator[tuple[Tensor | TokenArrays | None, Tensor | TokenArrays, str]]:
+    """The examples training keeps, for Prepared.split: many at a time from a task with
+    ``encode_batch``, else one by one; ``stats`` gets the counts at the end."""
     encoder = SplitEncoder(task, split, data, evaluation=False)
-    for example, source, target, _ in encoder:
-        yield source, target, example.where
+    if batched(task):
+        yield from encoder.chunks()
+    else:
+        for example, source, target, _ in encoder:
+            yield source, target, example.where
     stats.update(encoder.finish())
+
+
+def batched(task: Task) -> bool:
+    """Whether ``task`` encodes many examples at once (defines ``Task.encode_batch``) and its
+    sources and targets are token ids."""
+    return type(task).encode_batch is not Task.encode_batch and \
+        getattr(task, "model_kind", None) in ("seq2seq", "language_model")

@@ -157,6 +157,33 @@ def task_state_round_trip(reg: Registration) -> None:
                         f"({example.where}) differently: {side} {_short(x)} vs {_short(y)}")
 
 
+def task_encode_batch(reg: Registration) -> None:
+    """A task with ``encode_batch`` gives the ids ``encode`` gives, example for example."""
+    from seqkit.interfaces import EncodedBatch
+
+    with _built(reg) as built:
+        task = built.fitted()
+        if type(task).encode_batch is Task.encode_batch:
+            return  # optional: seqkit encodes one example at a time
+        examples = built.examples(task, "train")
+        batch = built.call("encode_batch(examples('train'))", lambda: task.encode_batch(examples))
+        if batch is None:
+            return
+        assert isinstance(batch, EncodedBatch), (
+            f"{built.who}: encode_batch() returned a {type(batch).__name__}, not a seqkit.EncodedBatch")
+        for side in ("source", "target"):
+            arrays = getattr(batch, side)
+            rows = [None] * len(examples) if arrays is None else [r.tolist() for r in arrays.rows()]
+            assert len(rows) == len(examples), (f"{built.who}: encode_batch() gave {len(rows)} {side}s "
+                                                f"for {len(examples)} examples")
+            for i, (example, row) in enumerate(zip(examples, rows, strict=True)):
+                one = getattr(_encoded(built, task, example, i), side)
+                expected = None if one is None else one.tolist()
+                assert row == expected, (f"{built.who}: encode_batch() and encode() differ on the {side} "
+                                         f"of example {i} ({example.where}): {_short(row)} vs "
+                                         f"{_short(expected)}")
+
+
 def task_model_shape(reg: Registration) -> None:
     """model_shape() is a ModelShape of the task's model_kind with the fields its kind needs."""
     from seqkit.model import task_model_shape as checked_shape
@@ -271,7 +298,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-TASK_CHECKS = [task_round_trip, task_state_round_trip, task_model_shape, task_metrics, task_data_option,
-               task_deterministic]
+TASK_CHECKS = [task_round_trip, task_state_round_trip, task_encode_batch, task_model_shape, task_metrics,
+               task_data_option, task_deterministic]
 
 __all__ = ["TASK_CHECKS", *(check.__name__ for check in TASK_CHECKS)]

@@ -40,6 +40,7 @@ from tokenizers import Tokenizer as HFTokenizer
 
 from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import SPECIAL_TOKENS, UNK
+from seqkit.ragged import TokenArrays
 from seqkit.tokenizer_options import BYTE_TOKENS, KINDS, check_options
 
 TokenizerKind = Literal["char", "word", "bpe"]
@@ -90,14 +91,13 @@ class Tokenizer:
         else:
             trainer = trainers.WordLevelTrainer(vocab_size=size, special_tokens=list(SPECIAL_TOKENS),
                                                 min_frequency=0, show_progress=False)
-        if tokens:
-            # the trainer does not split user tokens off as encoding does: it learns from the
-            # normalised text between them (the normalizer is put back after training)
-            normalizer, backend.normalizer = backend.normalizer, None
-            backend.train_from_iterator(_between(texts, tokens, _normalize_function(normalizer)), trainer)
-            backend.normalizer = normalizer
-        else:
-            backend.train_from_iterator(texts, trainer)
+        # the trainer does not split special and user tokens off as encoding does (a literal
+        # "<bos>" in the text would become a second "<bos>" word): it learns from the normalised
+        # text between them (the normalizer is put back after training)
+        normalizer, backend.normalizer = backend.normalizer, None
+        pieces = _between(texts, [*tokens, *SPECIAL_TOKENS], _normalize_function(normalizer))
+        backend.train_from_iterator(pieces, trainer)
+        backend.normalizer = normalizer
         if byte_fallback:
             backend = _with_byte_tokens(backend)
         backend.add_tokens([AddedToken(token, normalized=True) for token in tokens])
@@ -149,6 +149,14 @@ class Tokenizer:
         # A literal "<pad>", "<bos>" or "<eos>" in the text matches the special token; the model
         # must never see those ids inside a sequence, so they count as unknown.
         return [UNK if i < UNK else i for i in ids]
+
+    def encode_batch(self, texts: list[str]) -> TokenArrays:
+        """``encode`` of each text, computed together by the tokenizers library (in Rust, on every
+        core), as flat arrays."""
+        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
+        arrays = TokenArrays.from_lists([encoding.ids for encoding in encodings])
+        arrays.ids[arrays.ids < UNK] = UNK  # as encode: a literal <pad>/<bos>/<eos> is unknown
+        return arrays
 
     def decode(self, ids: Iterable[int]) -> str:
         """Text of ``ids``; special tokens (and UNK) are skipped."""
@@ -203,8 +211,8 @@ def _user_tokens(tokens: Sequence[str], normalizer: normalizers.Normalizer | Non
 
 
 def _between(texts: Iterable[str], tokens: list[str], normalize: Callable[[str], str]) -> Iterator[str]:
-    """The normalised pieces of ``texts`` between user tokens, longest token first where they
-    overlap, as the HF tokenizer splits them off (leftmost-longest)."""
+    """The normalised pieces of ``texts`` between special and user tokens, longest token first
+    where they overlap, as the HF tokenizer splits them off (leftmost-longest)."""
     pattern = re.compile("|".join(re.escape(token) for token in sorted(tokens, key=len, reverse=True)))
     for text in texts:
         yield from (piece for piece in pattern.split(normalize(text)) if piece)

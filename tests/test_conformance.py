@@ -149,7 +149,7 @@ import json, random
 from dataclasses import dataclass
 from pathlib import Path
 import torch
-from seqkit import hookimpl, Task, Example, EncodedExample, ModelShape
+from seqkit import hookimpl, Task, Example, EncodedBatch, EncodedExample, ModelShape, TokenArrays
 
 
 @dataclass
@@ -199,6 +199,12 @@ class Letters(Task):
         target = None if example.target is None else torch.cat([torch.tensor([1]), cut, torch.tensor([2])])
         return EncodedExample(ids, target)
 
+    def encode_batch(self, examples):
+        rows = [self.encode(e) for e in examples]
+        cut = -1 if self.mode == "batch_differs" else None
+        return EncodedBatch(TokenArrays.from_lists([r.source.tolist() for r in rows]),
+                            TokenArrays.from_lists([r.target.tolist()[:cut] for r in rows]))
+
     def decode(self, output):
         return "".join(chr(97 + int(i) - 4) for i in output)
 
@@ -220,7 +226,8 @@ def make(mode):
 
 @hookimpl
 def register_tasks(register):
-    for mode in ("fine", "lossy", "not_json", "no_direction", "global_random", "classes_in_target_vocab"):
+    for mode in ("fine", "lossy", "not_json", "no_direction", "global_random", "classes_in_target_vocab",
+                 "batch_differs"):
         register(mode, make(mode), Options)
 """
 
@@ -243,7 +250,7 @@ def task_outcomes(tmp_path_factory):
 
 def test_a_conforming_task_passes_every_check(task_outcomes):
     mine = {name: o for (task, name), o in task_outcomes.items() if task == "fine"}
-    assert len(mine) == 6 and all(o.status == "passed" for o in mine.values()), mine
+    assert len(mine) == 7 and all(o.status == "passed" for o in mine.values()), mine
 
 
 @pytest.mark.parametrize("task, check, detail", [
@@ -251,6 +258,8 @@ def test_a_conforming_task_passes_every_check(task_outcomes):
      "task lossy: decode(encode(x)).target != x.target for example 0 (train:0): 'abc' vs 'ab'"),
     ("not_json", "task_state_round_trip", "task not_json: state_dict() is not JSON: key fitted holds a set"),
     ("no_direction", "task_metrics", "task no_direction: metric 'error_rate' has no direction"),
+    ("batch_differs", "task_encode_batch", "task batch_differs: encode_batch() and encode() differ on the "
+                                           "target of example 0 (train:0): [1, 4, 5, 6] vs [1, 4, 5, 6, 2]"),
     ("global_random", "task_deterministic", "draw data from the task's own seed option"),
     ("classes_in_target_vocab", "task_model_shape",
      "task classes_in_target_vocab: model_shape().kind is 'classifier' but the task's model_kind is "

@@ -281,3 +281,13 @@ def test_json_of_the_previous_version_loads_and_behaves_as_before(kind):
     assert [tokenizer.encode(p) for p in probes] == ids
     assert [tokenizer.decode(i) for i in ids] == decoded
     assert [tokenizer.normalize(p) for p in probes] == normalized
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_text_holding_a_special_token_literally_trains_and_reads_it_as_unknown(kind):
+    """Real text may hold "<bos>" or "<unk>" (markup): training learns from the text around it
+    (the word tokenizer used to learn it as a second "<bos>" and then refuse its own vocabulary)."""
+    tokenizer = Tokenizer.train(kind, ["a <bos> b", "c <unk> a", "b c"], 40)
+    ids = tokenizer.encode("a <bos> b")
+    assert UNK in ids and all(i >= UNK for i in ids)
+    assert tokenizer.decode(tokenizer.encode("b c")) == "b c"

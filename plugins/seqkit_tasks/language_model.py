@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.interfaces import BOS, EOS, PAD, EncodedBatch, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_lines
 from seqkit.tokenizer import Tokenizer
@@ -78,6 +78,11 @@ class LanguageModelTask(Task):
         if example.target is not None:
             target = framed(tokenizer.encode(text_of(example.target, example.where, "text")))
         return EncodedExample(None, target)
+
+    def encode_batch(self, examples: list[Example]) -> EncodedBatch:
+        texts = [text_of(e.target, e.where, "text") for e in examples]
+        target = require(self.tokenizer, "language_model").encode_batch(texts)
+        return EncodedBatch(None, target.framed(BOS, EOS))
 
     def decode(self, output: Tensor) -> str:
         return require(self.tokenizer, "language_model").decode(output_ids(output))

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from seqkit.interfaces import PAD, EncodedExample, Example, Task
+from seqkit.interfaces import BOS, EOS, PAD, EncodedBatch, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_parallel, read_tsv
 from seqkit.tokenizer import Tokenizer
@@ -99,6 +99,12 @@ class TranslationTask(Task):
         if example.target is not None:
             target = framed(self.target_tokenizer.encode(text_of(example.target, example.where, "target")))
         return EncodedExample(token_tensor(source), target)
+
+    def encode_batch(self, examples: list[Example]) -> EncodedBatch:
+        sources = [text_of(e.source, e.where, "source") for e in examples]
+        targets = [text_of(e.target, e.where, "target") for e in examples]
+        source = require(self.source_tokenizer, "translation").encode_batch(sources)
+        return EncodedBatch(source, self.target_tokenizer.encode_batch(targets).framed(BOS, EOS))
 
     def decode(self, output: Tensor) -> str:
         return require(self.target_tokenizer, "translation").decode(output_ids(output))
