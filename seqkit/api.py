@@ -73,7 +73,7 @@ def prepare(config: str | Path | dict | RunConfig, *, overrides: list[str] | tup
             raise DataError(f"task {resolved.task.name!r}: no train split to prepare (task.train)")
         with events.timed("hashing the data files"):
             prepared = prepared_data(resolved, manager)
-        fit(task, prepared, events)
+        fit(task, resolved.data, prepared, events)
         check_task_state(task, manager)
         return prepare_split(task, resolved.data, prepared, events)
 
@@ -164,7 +164,7 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
             task.load_state_dict(meta["task_state"])
         else:
             if group.is_main:
-                fit(task, prepared, events)  # or the state fitted on the same data before
+                fit(task, resolved.data, prepared, events)  # or the state fitted on the same data before
                 check_task_state(task, manager)  # a state that cannot be saved fails now, not at step 1
             state = group.broadcast_json(task.state_dict() if group.is_main else None)
             if not group.is_main:  # one vocabulary for all ranks, whatever fit() would do on each

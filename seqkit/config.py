@@ -84,11 +84,14 @@ class DataConfig:
     too_long: Literal["drop", "truncate"] = "drop"  # what happens to longer examples (counted)
     bad_lines: Literal["error", "skip"] = "error"  # a line a reader cannot read: stop, or skip it (counted)
     prepare: bool = True  # train from the train split encoded once into memory-mapped files (seqkit prepare)
+    fit_examples: int = 500_000  # task.fit (tokenizers) sees at most this many, a seeded sample; 0: all
 
     def __post_init__(self):
         for name in ("batch_tokens", "max_source_len", "max_target_len"):
             if getattr(self, name) < 1:
                 raise _invalid(name, f"must be at least 1, got {getattr(self, name)}")
+        if self.fit_examples < 0:
+            raise _invalid("fit_examples", f"must be 0 (all) or more, got {self.fit_examples}")
 
 
 @dataclass

@@ -8,7 +8,8 @@ processes of one machine share one copy of the data in the page cache.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from seqkit.data import EncodedSplit, SplitEncoder, encode_split
 from seqkit.distributed import Group
 from seqkit.errors import DataError
 from seqkit.events import Events
-from seqkit.interfaces import Task
+from seqkit.interfaces import Example, Task
 from seqkit.plugins import PluginManager
 from seqkit.prepared import Prepared, PreparedSplit, open_split
 from seqkit.ragged import TokenArrays
@@ -31,21 +32,42 @@ def prepared_data(config: RunConfig, manager: PluginManager) -> Prepared:
     """Where ``config``'s prepared data are (hashing its data files and the task plugin's code)."""
     registration = manager.get("task", config.task.name)
     package = (registration.module or "").partition(".")[0]
-    return Prepared.of(config.task.name, config.task.options, extra={"bad_lines": config.data.bad_lines},
-                       code=(package,) if package else ())
+    extra = {"bad_lines": config.data.bad_lines, "fit_examples": config.data.fit_examples}
+    return Prepared.of(config.task.name, config.task.options, extra=extra, code=(package,) if package else ())
 
 
-def fit(task: Task, prepared: Prepared | None, events: Events) -> None:
-    """Fit ``task`` on its train split, or give it the state fitted on the same data before."""
+def fit(task: Task, data: DataConfig, prepared: Prepared | None, events: Events) -> None:
+    """Fit ``task`` on its train split (at most ``data.fit_examples`` of it), or give it the state
+    fitted on the same data before."""
     state = prepared.state() if prepared is not None else None
     if state is not None:
         with events.timed(f"reading the prepared task state ({prepared.folder})"):
             task.load_state_dict(state)
         return
     with events.timed(FIT_PHASE):
-        task.fit(task.examples("train"))
+        task.fit(fit_sample(task.examples("train"), data.fit_examples))
     if prepared is not None:
         prepared.save_state(task.state_dict())
+
+
+def fit_sample(examples: Iterable[Example], limit: int, seed: int = 0) -> Iterator[Example]:
+    """At most ``limit`` (0: no limit) of ``examples``, each as likely as any other (reservoir
+    sampling, seeded: the same data give the same sample), in the order they came. A split no
+    larger than ``limit`` is passed through as it is."""
+    if limit == 0:
+        yield from examples
+        return
+    rng = random.Random(seed)
+    kept: list[tuple[int, Example]] = []
+    for i, example in enumerate(examples):
+        if i < limit:
+            kept.append((i, example))
+        else:
+            j = rng.randrange(i + 1)
+            if j < limit:
+                kept[j] = (i, example)
+    kept.sort(key=lambda pair: pair[0])
+    yield from (example for _, example in kept)
 
 
 def train_split(task: Task, data: DataConfig, prepared: Prepared | None, group: Group,

@@ -122,3 +122,30 @@ def test_prepare_reports_its_phases_and_a_task_without_train_is_an_error(tmp_pat
     assert len(split) == split.stats["kept"] and phases.saw("task.fit")
     with pytest.raises(seqkit.DataError, match="no train split to prepare"):
         seqkit.prepare({"task": {"name": "translation", "valid": str(tmp_path / "valid.tsv")}})
+
+
+def test_fit_sample_is_seeded_even_and_in_order():
+    from seqkit.run_data import fit_sample
+
+    items = list(range(10_000))
+    assert list(fit_sample(iter(items), 0)) == items and list(fit_sample(iter(items[:50]), 50)) == items[:50]
+    sample = list(fit_sample(iter(items), 1000))
+    assert len(sample) == 1000 and sample == sorted(set(sample)) == list(fit_sample(iter(items), 1000))
+    quarters = [sum(q * 2500 <= i < (q + 1) * 2500 for i in sample) for q in range(4)]
+    assert all(200 <= n <= 300 for n in quarters), quarters  # drawn from the whole split, not its start
+
+
+def test_task_fit_sees_at_most_data_fit_examples(tmp_path, monkeypatch):
+    from seqkit_tasks.translation import TranslationTask
+
+    seen = []
+    original = TranslationTask.fit
+
+    def fit(self, train):
+        seen.append(list(train))
+        original(self, seen[-1])
+
+    monkeypatch.setattr(TranslationTask, "fit", fit)
+    seqkit.prepare(translation(tmp_path, fit_examples=5))
+    seqkit.prepare(translation(tmp_path), data__fit_examples=0)  # another key: fitted again, on all
+    assert [len(examples) for examples in seen] == [5, len(PAIRS)]
