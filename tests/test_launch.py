@@ -3,7 +3,9 @@ folder it is started from, and a launch that fails is one line on stderr with ex
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,6 +36,14 @@ def write_config(folder: Path) -> Path:
     return config
 
 
+def kill_processes_in(folder: Path) -> None:
+    """Kill the processes working in ``folder`` (a launch's workers left behind by a timeout)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
 def test_nproc_from_a_folder_holding_a_seqkit_package(tmp_path):
     """A clone of the repository (or any folder named seqkit) in the working directory is not what
     the workers import: they run the seqkit the command runs."""
@@ -45,9 +55,13 @@ def test_nproc_from_a_folder_holding_a_seqkit_package(tmp_path):
     script = tmp_path / "bin" / "seqkit-script.py"
     script.parent.mkdir()
     script.write_text("import sys\nfrom seqkit.cli import main\nsys.exit(main())\n")
-    result = subprocess.run([sys.executable, str(script), "run", "--nproc", "2", config.name, "--out", "run"],
-                            cwd=work, capture_output=True, text=True, timeout=240,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [sys.executable, str(script), "run", "--nproc", "2", config.name, "--out", "run"]
+    try:
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, timeout=180,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+    except subprocess.TimeoutExpired:
+        kill_processes_in(work)  # torchrun starts each worker in a session of its own
+        raise
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "AttributeError" not in result.stderr
     assert result.stdout.count("run folder:") == 1 and "test: " in result.stdout  # rank 0 alone prints
@@ -120,3 +134,17 @@ def test_a_worker_that_cannot_start_is_one_line(tmp_path, monkeypatch):
     assert result.stderr.startswith("seqkit: error: --nproc: cannot start the worker processes: "
                                     "FileNotFoundError: ") and result.stderr.count("\n") == 1
     assert "no-such-python" in result.stderr
+
+
+def test_an_error_anywhere_in_a_worker_is_its_one_line_for_the_launcher(tmp_path, monkeypatch):
+    """Not only training: a worker's command line that fails before it (here: a bad option) writes
+    its line where the launcher reads it, and exits 2 without printing."""
+    from seqkit.cli import run as cli_run
+
+    monkeypatch.setenv(cli_run.RANK_ERRORS, str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["-c", "train", "--bogus", "tiny.toml"])
+    with pytest.raises(SystemExit) as exited:
+        cli_run.worker_main(cli)
+    assert exited.value.code == 2
+    line = (tmp_path / "rank-0").read_text()
+    assert "--bogus" in line and line.endswith("(see 'seqkit train --help')") and "\n" not in line

@@ -28,6 +28,7 @@ WORKER = '''\
 import os, sys
 sys.path[:] = {path}
 try:
+    from seqkit.cli import cli
     from seqkit.cli.run import worker_main
 except Exception as exc:
     errors = os.environ.get({errors})
@@ -37,7 +38,7 @@ except Exception as exc:
         file.write("a worker process cannot import seqkit: " + type(exc).__name__ + ": "
                    + (str(exc).splitlines() or [""])[0])
     sys.exit(2)
-worker_main()
+worker_main(cli)
 '''
 
 out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Path),
@@ -112,11 +113,9 @@ def _report(text: str) -> None:
     (Path(os.environ[RANK_ERRORS]) / f"rank-{launched_rank()}").write_text(text, encoding="utf-8")
 
 
-def worker_main() -> None:
-    """The command line of a process that --nproc started: an error anywhere in it (not only in
-    training: a plugin that fails to load, a bad option) is one line for the launcher to print."""
-    from seqkit.cli import cli
-
+def worker_main(cli: click.Group) -> None:
+    """The command line ``cli`` in a process that --nproc started: an error anywhere in it (not
+    only in training: a plugin that fails to load, a bad option) is one line for the launcher."""
     try:
         status = cli.main(prog_name="seqkit", standalone_mode=False)
     except click.ClickException as exc:  # seqkit's one-line errors (CliError) and usage errors
