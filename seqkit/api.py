@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,7 +186,15 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
                 trainer.config_notes = [f"from step {trainer.progress.step}: {c}" for c in changes]
             else:
                 folder.write_config(resolved)
-        summary = trainer.train()
+        try:
+            summary = trainer.train()
+        finally:
+            # the DistributedDataParallel wrapper holds the process group: freed here, while the
+            # group is still up, not when _train_resolved returns, where dropping the group's last
+            # reference under the GIL can deadlock with a gloo thread (pytorch#56297; about 1
+            # two-process run in 8 hung)
+            del trainer
+            gc.collect()
     result = RunResult(folder.root, summary)
     if test and group.is_main and "test" in task.splits():
         with events.timed("loading the best model"):
