@@ -260,7 +260,7 @@ class SplitEncoder:
                             f"({stats['dropped']} longer than data.max_source_len={data.max_source_len} or "
                             f"data.max_target_len={data.max_target_len}, {stats['empty']} with an empty "
                             "source)")
-        _report(split, stats, data, self.evaluation, self.long_sides, warn)
+        report_counts(split, stats, data, self.evaluation, self.long_sides, warn)
         return stats
 
 
@@ -282,7 +282,7 @@ def _count_tokens(stats: dict[str, int], source: Tensor | None, target: Tensor |
         stats["target_unk"] += ids.count(UNK)
 
 
-def _report(split: str, stats: dict[str, int], data: DataConfig, evaluation: bool,
+def report_counts(split: str, stats: dict[str, int], data: DataConfig, evaluation: bool,
             long_sides: set[str], warn: bool) -> None:
     """The counts at info; what a user must know (examples not used as they are, <unk>) as warnings."""
     rates = unk_rates(stats)

@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from seqkit.config import DataConfig, RunConfig
-from seqkit.data import EncodedSplit, SplitEncoder, encode_split
+from seqkit.data import EncodedSplit, SplitEncoder, encode_split, report_counts
 from seqkit.distributed import Group
 from seqkit.errors import DataError
 from seqkit.events import Events
@@ -97,7 +97,8 @@ def prepare_split(task: Task, data: DataConfig, prepared: Prepared, events: Even
     if (folder / "manifest.json").exists():
         with events.timed(f"reading the prepared train split ({folder})"):
             found = open_split(folder, "train")  # None when damaged: prepared again below
-        if found is not None:
+        if found is not None:  # what was dropped or truncated is said at every start, as when made
+            report_counts("train", found.stats, data, False, set(found.stats.get("long_sides", ())), True)
             return found
     with events.timed(f"preparing the train split (encoding into {folder})"):
         return prepared.split(task, "train", data, _encoded)
@@ -114,6 +115,7 @@ def _encoded(task: Task, split: str, data: DataConfig, stats: dict[str, Any]
         for example, source, target, _ in encoder:
             yield source, target, example.where
     stats.update(encoder.finish())
+    stats["long_sides"] = sorted(encoder.long_sides)  # for the warnings of later starts
 
 
 def batched(task: Task) -> bool:

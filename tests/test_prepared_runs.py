@@ -149,3 +149,13 @@ def test_task_fit_sees_at_most_data_fit_examples(tmp_path, monkeypatch):
     seqkit.prepare(translation(tmp_path, fit_examples=5))
     seqkit.prepare(translation(tmp_path), data__fit_examples=0)  # another key: fitted again, on all
     assert [len(examples) for examples in seen] == [5, len(PAIRS)]
+
+
+def test_what_was_dropped_is_said_again_when_the_prepared_split_is_reused(tmp_path, caplog):
+    config = translation(tmp_path)  # max_source_len 1: 4 of the 12 pairs are dropped
+    expected = "train: 4 of 12 examples dropped as longer than data.max_source_len=1"
+    for _ in range(2):  # prepared, then reused
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="seqkit"):
+            seqkit.prepare(config)
+        assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")] == [expected]
