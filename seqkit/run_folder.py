@@ -173,7 +173,7 @@ class RunFolder:
     def clear(self) -> None:
         """Start over: remove seqkit's own files of an earlier run (nothing else)."""
         for path in [*(self.checkpoints.iterdir() if self.checkpoints.is_dir() else [])]:
-            name = path.name.removesuffix(".trainer.safetensors") + ".safetensors"
+            name = path.name.replace(".trainer.safetensors", ".safetensors")  # a step's two files
             if _STEP.match(name) or self.is_temporary(path):
                 storage.unlink(path)
         for path in (self.best, self.metrics, self.config):

@@ -116,6 +116,17 @@ def test_missing_checkpoints_stop_instead_of_restarting(tmp_path):
     assert RunFolder(run).latest_checkpoint() == RunFolder(run).checkpoint_path(4)
 
 
+def test_restart_over_a_finished_run_starts_over(tmp_path):
+    """--restart on a folder holding checkpoints removes them (and their trainer files) and trains
+    from step 0: the end state of a fresh run, not an error and not a resume."""
+    from run_state import assert_same_end_state, end_state
+
+    seqkit.train(tiny(steps=4, keep_last=2), out=tmp_path / "run", test=False)
+    seqkit.train(tiny(steps=6), out=tmp_path / "run", test=False, restart=True)
+    seqkit.train(tiny(steps=6), out=tmp_path / "fresh", test=False)
+    assert_same_end_state(end_state(tmp_path / "run"), end_state(tmp_path / "fresh"))
+
+
 def test_a_corrupt_latest_checkpoint_is_reported_not_silently_skipped(tmp_path):
     run = tmp_path / "run"
     seqkit.train(tiny(steps=8, keep_last=2), out=run, test=False)
