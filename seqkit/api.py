@@ -16,7 +16,7 @@ from seqkit.blame import plugin_errors
 from seqkit.config import RunConfig, load_config
 from seqkit.contracts import check_task_state
 from seqkit.distributed import launched_rank, process_group
-from seqkit.errors import ConfigError, DataError
+from seqkit.errors import ConfigError, DataError, SeqkitError
 from seqkit.events import EVENT_NAMES, Events, is_reporter
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
@@ -144,8 +144,12 @@ def _train(config: str | Path | dict | RunConfig, out: str | Path | None, overri
 def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, out: str | Path | None,
                     events: Events, manager: PluginManager, test: bool, samples: int,
                     restart: bool) -> RunResult:
-    with events.timed("checking the config"):
-        check_run_config(resolved, manager)  # what `seqkit config check` checks, before anything is written
+    prepared = None  # where the prepared data are (rank 0 prepares them; see seqkit.run_data)
+    if resolved.data.prepare:
+        with events.timed("hashing the data files"), contextlib.suppress(SeqkitError):
+            prepared = prepared_data(resolved, manager)  # (an unknown task: the check below says so)
+    with events.timed("checking the config"):  # what `seqkit config check` checks, before anything is written
+        check_run_config(resolved, manager, ("train",) if prepared and prepared.ready(resolved.data) else ())
     if out is None:
         stem = Path(config).stem if isinstance(config, (str, Path)) else "run"
         out = Path("runs") / stem
@@ -157,10 +161,6 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
     with process_group(get_backend(resolved.backend, manager)) as group, \
             folder.lock() if group.is_main else contextlib.nullcontext():
         latest, meta, changes = _resume_point(folder, resolved, manager, group, restart, events)
-        prepared = None  # where the prepared data are (rank 0 prepares them; see seqkit.run_data)
-        if group.is_main and resolved.data.prepare:
-            with events.timed("hashing the data files"):
-                prepared = prepared_data(resolved, manager)
         if latest is not None:
             task.load_state_dict(meta["task_state"])
         else:

@@ -67,10 +67,14 @@ class Batches(Sequence):
 def _by_size(sizes: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
     """Indices sorted by size, then by ``tie_break`` (a permutation): ``np.lexsort((tie_break,
     sizes))``, computed as one argsort of size * n + tie_break when that fits in int64 (4x faster:
-    the keys are unique, so any sort gives the same order)."""
+    the keys are unique, so any sort gives the same order), built in place (one int64 per example
+    at a time besides the result)."""
     n = len(sizes)
     if int(sizes.max()) < (2**62) // max(n, 1):
-        return np.argsort(sizes * n + tie_break)
+        keys = sizes.astype(np.int64)
+        keys *= n
+        keys += tie_break
+        return np.argsort(keys)
     return np.lexsort((tie_break, sizes))
 
 
@@ -87,7 +91,9 @@ class TokenBatchSampler:
             raise ValueError("no examples to batch")
         if batch_tokens < 1:
             raise ValueError(f"batch_tokens must be at least 1, got {batch_tokens}")
-        self.sizes = np.maximum(np.asarray(sizes, dtype=np.int64), 1)
+        sizes = np.asarray(sizes)
+        compact = np.int32 if len(sizes) and int(sizes.max()) < 2**31 else np.int64  # 4 bytes an example
+        self.sizes = np.maximum(sizes, 1).astype(compact, copy=False)
         self.batch_tokens = batch_tokens
         self.seed = seed
         self.epoch = 0
@@ -100,7 +106,7 @@ class TokenBatchSampler:
         if self._cached is not None and self._cached[0] == epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed % 2**64, epoch])
-        order = _by_size(self.sizes, rng.permutation(len(self.sizes)))
+        order = _by_size(self.sizes, rng.permutation(len(self.sizes)))  # the permutation is freed
         starts = cut_sorted(self.sizes[order], self.batch_tokens)
         batches = Batches(order, starts, rng.permutation(len(starts)))
         self._cached = (epoch, batches)

@@ -91,6 +91,11 @@ class EncodedSplit:
         return any(s is not None and s.is_floating_point() for s in self.sources[:1])
 
     @property
+    def tokens(self) -> int:
+        """Token ids in the split: sources (not float features) and target sequences."""
+        return (0 if self.features else sum(self.source_lengths)) + sum(self.target_lengths)
+
+    @property
     def sizes(self) -> list[int]:
         """What an example costs in a padded batch: max(source length, target length)."""
         return [max(s, t) for s, t in zip(self.source_lengths, self.target_lengths, strict=True)]

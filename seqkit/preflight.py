@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,16 +49,17 @@ class Estimate:
     available_bytes: int
 
 
-def check_run_config(config: RunConfig, manager: PluginManager) -> Estimate:
+def check_run_config(config: RunConfig, manager: PluginManager, prepared: Iterable[str] = ()) -> Estimate:
     """Every check ``seqkit run`` makes before its first step: the task builds and its data files
     read, the backend exists and is available here with the precision asked for, the components
     build and compose into a model of the task's kind, the model takes the configured length
     limits, ``train.best_metric`` is a metric of the task, and parameters, optimizer state and
     data fit in memory. Errors are SeqkitErrors naming the key (file:line when the config came
-    from a file)."""
+    from a file). The files of the ``prepared`` splits are not read again: they were read whole
+    when their prepared data were made from the same contents."""
     try:
         with reading(bad_lines=config.data.bad_lines):  # the data files are read as a run reads them
-            return _check(config, manager)
+            return _check(config, manager, set(prepared))
     except SeqkitError as exc:
         located = locate_error(exc, config)
         if located is exc:
@@ -65,7 +67,7 @@ def check_run_config(config: RunConfig, manager: PluginManager) -> Estimate:
         raise located from exc.__cause__  # a plugin's own exception stays the cause
 
 
-def _check(config: RunConfig, manager: PluginManager) -> Estimate:
+def _check(config: RunConfig, manager: PluginManager, prepared: set[str]) -> Estimate:
     from seqkit.api import build_task
     from seqkit.backends import get_backend, resolve_precision
     from seqkit.model import task_label
@@ -87,7 +89,7 @@ def _check(config: RunConfig, manager: PluginManager) -> Estimate:
         raise ConfigError(f"data.max_target_len: must be at least 2 to hold bos and eos, "
                           f"got {config.data.max_target_len}")
     _check_best_metric(config, task)
-    _read_data_files(task)
+    _read_data_files(task, prepared)
     shape = _shape(task, task_label(manager, config.task.name))
     parameters = _check_model(config, shape, manager, available)
     data_bytes = int(getattr(task, "memory_estimate", lambda: 0)())
@@ -139,14 +141,14 @@ def _check_best_metric(config: RunConfig, task: Any) -> None:
 # -- data ---------------------------------------------------------------------------------------
 
 
-def _read_data_files(task: Any) -> None:
+def _read_data_files(task: Any, prepared: set[str]) -> None:
     """Read every example of each split that comes from a file, without encoding: a missing,
     empty, non-UTF-8 or malformed file is the error ``run`` would give, file:line."""
     options = getattr(task, "config", None)
     if not dataclasses.is_dataclass(options):
         return
     for split in task.splits():
-        if isinstance(getattr(options, split, None), Path):
+        if split not in prepared and isinstance(getattr(options, split, None), Path):
             for _ in task.examples(split):
                 pass
 

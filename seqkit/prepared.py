@@ -1,31 +1,20 @@
-"""Prepared data: a task's training split encoded once into memory-mapped files, shared by every
-later run, resume and process of the machine.
+"""Prepared data: a split encoded once into memory-mapped files, shared by every later run, resume
+and process of the machine (where they live and what names them: ``seqkit.data_cache``).
 
 The layout follows fairseq's and Megatron's indexed datasets and nanoGPT's token files: per field
 (source, target) one flat array of every example's values (``.bin``, the smallest dtype that holds
-them: uint16 token ids below 65,536) and one int64 array of offsets (``.idx``, n + 1 entries),
-read through ``numpy.memmap`` so that processes share the page cache instead of each holding a copy.
-A JSON manifest says what the files hold and what they were made from.
-
-    <cache>/<task>-<data key>/task_state.json        the task's fitted state (its tokenizers)
-    <cache>/<task>-<data key>/<encoding key>/        manifest.json, train.source.bin/.idx, ...
-
-The data key is a hash of the task's name and options with every file option replaced by the
-SHA-256 of the file's contents (so moving the data or another config over the same data reuses it),
-and of the code that reads and encodes (seqkit's and the task plugin's Python files): a changed data
-file or changed code has another key, so stale data are never found. The
-encoding key adds the task state and the ``[data]`` length limits. Files are checked against the
-manifest's sizes and SHA-256 when opened: a damaged folder is reported and prepared again. A folder
-is written under a temporary name and renamed into place, so a reader never sees half of one, and
-two processes preparing the same data at once each finish and one folder wins.
+them: uint16 token ids below 65,536) and one int64 array of offsets (``.idx``, n + 1 entries), plus
+each example's size in a batch (``.sizes``), read through ``numpy.memmap`` so that processes share
+the page cache instead of each holding a copy. A JSON manifest says what the files hold and what
+they were made from. Files are checked against the manifest's sizes and SHA-256 when opened: a
+damaged folder is reported and prepared again. A folder is written under a temporary name and
+renamed into place, so a reader never sees half of one, and two processes preparing the same data
+at once each finish and one folder wins.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -41,7 +30,6 @@ import torch
 from torch import Tensor
 
 import seqkit
-from seqkit.convert import to_toml_data
 from seqkit.data import collate
 from seqkit.errors import DataError, StorageError
 from seqkit.interfaces import Batch, EncodedExample
@@ -49,20 +37,9 @@ from seqkit.ragged import TokenArrays
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1  # of the files below; a change makes every earlier folder unused
+FORMAT = 2  # of the files below; a change makes every earlier folder unused
 FIELDS = ("source", "target")
 CHUNK_BYTES = 16 << 20  # written to disk in pieces of about this size
-
-
-def cache_root() -> Path:
-    """Where prepared data live: $SEQKIT_CACHE, else $XDG_CACHE_HOME/seqkit, else ~/.cache/seqkit."""
-    if os.environ.get("SEQKIT_CACHE"):
-        return Path(os.environ["SEQKIT_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "seqkit"
-
-
-# -- keys ---------------------------------------------------------------------------------------
 
 
 def file_digest(path: Path) -> str:
@@ -72,70 +49,6 @@ def file_digest(path: Path) -> str:
         while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def fingerprint(value: Path) -> Any:
-    """What a file option names, by content: a file's SHA-256; a folder's files (recursively); a
-    prefix (``data/train`` of format "parallel") the files ``data/train.*``; else "missing"."""
-    if value.is_file():
-        return file_digest(value)
-    if value.is_dir():
-        files = sorted(p for p in value.rglob("*") if p.is_file())
-        return {str(p.relative_to(value)): file_digest(p) for p in files}
-    siblings = sorted(value.parent.glob(f"{value.name}.*")) if value.parent.is_dir() else []
-    siblings = [p for p in siblings if p.is_file()]
-    if siblings:
-        return {p.name[len(value.name):]: file_digest(p) for p in siblings}
-    return "missing"
-
-
-def data_key(task_name: str, options: Any, extra: dict[str, Any] | None = None,
-             code: tuple[str, ...] = ()) -> str:
-    """The hash that names the prepared data of a task over its data files (see the module doc);
-    ``extra``: other settings that change what is read (``data.bad_lines``); ``code``: the
-    top-level packages whose code reads and encodes (seqkit's own always counts)."""
-    described = {"format": FORMAT, "seqkit": seqkit.__version__, "task": task_name,
-                 "options": _by_content(options), "extra": extra or {},
-                 "code": [code_digest(package) for package in sorted({"seqkit", *code})]}
-    return _hash(described)
-
-
-@functools.cache
-def code_digest(package: str) -> str:
-    """SHA-256 over the Python files of a top-level package (its name and every .py file's
-    contents): the code that reads and encodes the data, so that changed code never meets data
-    prepared by the code before it, version number or not. A few milliseconds."""
-    digest = hashlib.sha256(package.encode())
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return digest.hexdigest()
-    roots = list(spec.submodule_search_locations or [])
-    files = sorted(p for root in roots for p in Path(root).rglob("*.py")) if roots else \
-        [Path(spec.origin)] if spec.origin and Path(spec.origin).is_file() else []
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _by_content(options: Any) -> Any:
-    if options is None:
-        return None
-    fields = dataclasses.fields(options) if dataclasses.is_dataclass(options) else ()
-    data = {}
-    for f in fields:
-        value = getattr(options, f.name)
-        data[f.name] = ({"file": fingerprint(value)} if isinstance(value, Path)
-                        else to_toml_data(value))
-    return data
-
-
-def _hash(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -282,6 +195,7 @@ class PreparedSplit:
     folder: Path
     stats: dict[str, int]
     fields: dict[str, _Field]
+    _sizes: np.ndarray
 
     def __len__(self) -> int:
         return self.fields["target"].meta["rows"]
@@ -295,13 +209,20 @@ class PreparedSplit:
     def target_lengths(self) -> np.ndarray:
         """Tokens of each target sequence (0 for a class or values, as EncodedSplit counts)."""
         target = self.fields["target"]
-        sequence = not target.meta["scalar"] and not target.meta["trailing"] and \
-            not target.dtype.is_floating_point
-        return target.lengths if sequence else np.zeros(len(self), dtype=np.int64)
+        return target.lengths if _is_sequence(target.meta) else np.zeros(len(self), dtype=np.int64)
 
     @property
     def sizes(self) -> np.ndarray:
-        return np.maximum(self.source_lengths, self.target_lengths)
+        """What each example costs in a padded batch, max(source length, target length): read
+        from ``<split>.sizes`` (written when prepared, two or four bytes an example)."""
+        return self._sizes
+
+    @property
+    def tokens(self) -> int:
+        """Token ids in the split: sources (not float features) and target sequences."""
+        source, target = self.fields.get("source"), self.fields["target"].meta
+        return (0 if source is None or self.features else source.meta["values"]) + \
+            (target["values"] if _is_sequence(target) else 0)
 
     @property
     def features(self) -> bool:
@@ -358,11 +279,14 @@ def open_split(folder: Path, split: str) -> PreparedSplit | None:
         _verify(folder, manifest)
         entry = manifest["splits"][split]
         fields = {name: _Field(folder / f"{split}.{name}", meta) for name, meta in entry["fields"].items()}
+        rows = entry["fields"]["target"]["rows"]
+        sizes = np.memmap(folder / f"{split}.sizes", dtype=entry["sizes"], mode="r", shape=(rows,)) \
+            if rows else np.zeros(0, dtype=entry["sizes"])
     except (_Damaged, KeyError, TypeError, ValueError) as exc:
         log.warning("prepared data %s damaged (%s): preparing it again", folder, exc)
         remove(folder)
         return None
-    return PreparedSplit(split, folder, entry["stats"], fields)
+    return PreparedSplit(split, folder, entry["stats"], fields, sizes)
 
 
 def write_folder(folder: Path, split: str, items: Iterator[tuple[Tensor | None, Tensor, str]],
@@ -374,10 +298,12 @@ def write_folder(folder: Path, split: str, items: Iterator[tuple[Tensor | None, 
     temporary.mkdir()
     try:
         fields = write_split(temporary, split, items, vocab)
+        sizes = _write_sizes(temporary, split, fields)
         files = {p.name: {"bytes": p.stat().st_size, "sha256": file_digest(p)}
                  for p in sorted(temporary.iterdir())}
         manifest = {"format": FORMAT, "seqkit": seqkit.__version__, "made_from": made_from,
-                    "splits": {split: {"stats": dict(stats), "fields": fields}}, "files": files}
+                    "splits": {split: {"stats": dict(stats), "fields": fields, "sizes": sizes}},
+                    "files": files}
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         try:
             temporary.rename(folder)
@@ -392,6 +318,36 @@ def write_folder(folder: Path, split: str, items: Iterator[tuple[Tensor | None, 
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def _is_sequence(meta: dict[str, Any]) -> bool:
+    """A field of token-id sequences (not class indices, values or feature vectors)."""
+    return not meta["scalar"] and not meta["trailing"] and not meta["dtype"].startswith(("float", "bfloat"))
+
+
+def _write_sizes(folder: Path, split: str, fields: dict[str, Any]) -> str:
+    """``<split>.sizes``: each example's max(source length, target length) as EncodedSplit.sizes
+    counts it (a target that is a class or values counts 0), computed from the offsets a million
+    examples at a time; returns its dtype."""
+    rows = fields["target"]["rows"]
+
+    def lengths(name: str, start: int, stop: int) -> np.ndarray:
+        meta = fields.get(name)
+        if meta is None or (name == "target" and not _is_sequence(meta)):
+            return np.zeros(stop - start, dtype=np.int64)
+        offsets = np.fromfile(folder / f"{split}.{name}.idx", dtype=np.int64, count=stop - start + 1,
+                              offset=8 * start)
+        return np.diff(offsets)
+
+    dtype = "int32"
+    with open(folder / f"{split}.sizes", "wb") as handle:
+        for start in range(0, rows, 1 << 20):
+            stop = min(start + (1 << 20), rows)
+            handle.write(np.maximum(lengths("source", start, stop), lengths("target", start, stop))
+                         .astype(dtype).tobytes())
+        handle.flush()
+        os.fsync(handle.fileno())
+    return dtype
+
+
 def remove(folder: Path) -> None:
     try:
         shutil.rmtree(folder)
@@ -400,67 +356,3 @@ def remove(folder: Path) -> None:
     except OSError as exc:
         raise StorageError(f"{folder}: damaged prepared data that cannot be removed: "
                            f"{exc.strerror or exc}") from None
-
-
-# -- the data of one task -----------------------------------------------------------------------
-
-Encoder = Any  # (task, split, data config, stats) -> iterator of (source, target, where)
-
-
-@dataclass
-class Prepared:
-    """The prepared data of one task over its data files: its fitted state and its encodings."""
-
-    root: Path
-    task_name: str
-    key: str
-
-    @classmethod
-    def of(cls, task_name: str, options: Any, root: Path | None = None,
-           extra: dict[str, Any] | None = None, code: tuple[str, ...] = ()) -> Prepared:
-        root = Path(root) if root is not None else cache_root()
-        return cls(root, task_name, data_key(task_name, options, extra, code))
-
-    @property
-    def folder(self) -> Path:
-        return self.root / f"{self.task_name}-{self.key}"
-
-    def state(self) -> dict[str, Any] | None:
-        """The task state fitted on this data before (None: not yet, or unreadable)."""
-        path = self.folder / "task_state.json"
-        try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("prepared task state %s unreadable (%s): fitting again", path, exc)
-            return None
-        return state if isinstance(state, dict) else None
-
-    def save_state(self, state: dict[str, Any]) -> None:
-        from seqkit.storage import atomic_write, make_folder
-
-        make_folder(self.folder)
-        atomic_write(self.folder / "task_state.json", json.dumps(state).encode())
-
-    def encoding(self, state: dict[str, Any], data: Any) -> Path:
-        """The folder of the encoding made with task ``state`` under the ``[data]`` limits."""
-        limits = {name: getattr(data, name) for name in ("max_source_len", "max_target_len", "too_long")}
-        return self.folder / _hash({"state": state, "limits": limits})
-
-    def split(self, task: Any, split: str, data: Any, encode: Encoder) -> PreparedSplit:
-        """``split`` of ``task`` prepared: opened when it exists (and is whole), else encoded with
-        ``encode`` and written first."""
-        folder = self.encoding(task.state_dict(), data)
-        found = open_split(folder, split)
-        if found is not None:
-            return found
-        stats: dict[str, int] = {}
-        shape = task.model_shape()
-        vocab = {"source": shape.source_vocab, "target": shape.target_vocab or shape.num_outputs}
-        made_from = {"task": self.task_name, "data_key": self.key, "limits": folder.name}
-        write_folder(folder, split, encode(task, split, data, stats), stats, vocab, made_from)
-        found = open_split(folder, split)
-        if found is None:
-            raise StorageError(f"{folder}: prepared data just written cannot be read back")
-        return found

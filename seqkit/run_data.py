@@ -17,12 +17,13 @@ from torch import Tensor
 
 from seqkit.config import DataConfig, RunConfig
 from seqkit.data import EncodedSplit, SplitEncoder, encode_split, report_counts
+from seqkit.data_cache import Prepared
 from seqkit.distributed import Group
 from seqkit.errors import DataError
 from seqkit.events import Events
 from seqkit.interfaces import Example, Task
 from seqkit.plugins import PluginManager
-from seqkit.prepared import Prepared, PreparedSplit, open_split
+from seqkit.prepared import PreparedSplit, open_split
 from seqkit.ragged import TokenArrays
 
 FIT_PHASE = "task.fit on train (vocabularies, tokenizers)"

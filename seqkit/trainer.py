@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from seqkit import checkpoint as ckpt
@@ -36,6 +35,7 @@ from seqkit.backends import get_backend, resolve_precision
 from seqkit.batching import TokenBatchSampler
 from seqkit.config import RunConfig
 from seqkit.data import EncodedSplit, encode_split, step_batches
+from seqkit.data_cache import Prepared
 from seqkit.distributed import Group, data_parallel
 from seqkit.errors import CheckpointError, TrainingError
 from seqkit.evaluate import evaluate, is_better, loss_parts, target_count
@@ -44,7 +44,7 @@ from seqkit.interfaces import Task
 from seqkit.interrupts import DeferredSignals, Interrupted
 from seqkit.model import SeqModel, build_model, count_parameters, task_label, task_model_shape
 from seqkit.plugins import PluginManager
-from seqkit.prepared import Prepared, PreparedSplit
+from seqkit.prepared import PreparedSplit
 from seqkit.run_data import train_split
 from seqkit.run_folder import RunFolder, model_meta
 
@@ -380,7 +380,7 @@ class Trainer:
 def _split_counts(split: EncodedSplit | PreparedSplit) -> dict[str, int]:
     """Examples kept, and their tokens (sources and target sequences; none for float features)."""
     counts = {"examples": len(split)}
-    tokens = (0 if split.features else int(np.sum(split.source_lengths))) + int(np.sum(split.target_lengths))
+    tokens = split.tokens
     if tokens:
         counts["tokens"] = tokens
     return counts

@@ -9,8 +9,8 @@ import pytest
 
 from seqkit.config import load_config
 from seqkit.data import SplitEncoder
+from seqkit.data_cache import Prepared
 from seqkit.plugins import make_plugin_manager
-from seqkit.prepared import Prepared
 from seqkit.ragged import TokenArrays
 from seqkit.run_data import _encoded, batched
 from seqkit.tokenizer import Tokenizer

@@ -13,9 +13,10 @@ import torch
 from seqkit.batching import TokenBatchSampler
 from seqkit.config import load_config
 from seqkit.data import encode_split
+from seqkit.data_cache import Prepared
 from seqkit.errors import DataError
 from seqkit.plugins import make_plugin_manager
-from seqkit.prepared import Prepared, open_split
+from seqkit.prepared import open_split
 from seqkit.trained import build_task
 
 MANAGER = make_plugin_manager()

@@ -159,3 +159,18 @@ def test_what_was_dropped_is_said_again_when_the_prepared_split_is_reused(tmp_pa
         with caplog.at_level(logging.WARNING, logger="seqkit"):
             seqkit.prepare(config)
         assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("train: ")] == [expected]
+
+
+def test_a_second_start_reads_no_train_example(tmp_path, monkeypatch, one_thread):
+    """Once prepared, a run neither fits, nor encodes, nor checks the train file line by line
+    again (the config check skips what preparing read whole): start-up does not grow with it."""
+    from seqkit_tasks.translation import TranslationTask
+
+    config = translation(tmp_path)
+    seqkit.train(config, out=tmp_path / "a", test=False)
+    read = []
+    original = TranslationTask.examples
+    monkeypatch.setattr(TranslationTask, "examples", lambda self, split: read.append(split) or
+                        original(self, split))
+    seqkit.train(config, out=tmp_path / "b", test=False)
+    assert "train" not in read and "valid" in read
