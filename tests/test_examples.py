@@ -80,3 +80,19 @@ def test_seed_experiment_runs_end_to_end(tmp_path, one_thread):
     assert (tmp_path / "loss_curves.png").stat().st_size > 0
     for arch in ("rnn", "lstm", "gru", "transformer"):
         assert (tmp_path / arch / "metrics.jsonl").exists()
+
+
+def test_scale_benchmark_runs_end_to_end(tmp_path):
+    """examples/scale_bench.py, the source of the README's scale table, at a tiny size: prepare,
+    a second start in one process and in two (torchrun), and its table."""
+    spec = importlib.util.spec_from_file_location("scale_bench", EXAMPLES / "scale_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--sizes", "300", "--out", str(tmp_path)])
+    row = rows[0]
+    assert row["pairs"] == 300 and row["prepare_s"] > 0 and row["prepare_rss"] > 0 and row["disk_bytes"] > 0
+    assert row["first_step"]["seconds"] > 0 and row["first_step"]["pss"] > 0
+    assert sorted(r["rank"] for r in row["two_processes"]) == [0, 1]
+    lines = (tmp_path / "300" / "train.tsv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 300 and all(line.count("\t") == 1 for line in lines)
+    assert bench.table(rows).splitlines()[2].startswith("| 300 | 0 MB | ")
