@@ -48,7 +48,13 @@ def cache_root() -> Path:
 
 def fingerprint(value: Path) -> Any:
     """What a file option names, by content: a file's SHA-256; a folder's files (recursively); a
-    prefix (``data/train`` of format "parallel") the files ``data/train.*``; else "missing"."""
+    glob pattern (``data/part-*.tsv``: shards) every file it matches, and every file of a prefix it
+    matches; a prefix (``data/train`` of format "parallel") the files ``data/train.*``; else
+    "missing". Adding, removing or changing a shard changes it."""
+    if any(char in value.name for char in "*?[") and value.parent.is_dir():
+        matches = {p for pattern in (value.name, f"{value.name}.*") for p in value.parent.glob(pattern)}
+        files = sorted(p for p in matches if p.is_file())
+        return {p.name: file_digest(p) for p in files} if files else "missing"
     if value.is_file():
         return file_digest(value)
     if value.is_dir():

@@ -15,9 +15,10 @@ from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_tsv
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
+    chain,
     configured_splits,
     require,
-    split_path,
+    split_files,
     text_of,
     token_strings,
     token_tensor,
@@ -50,10 +51,11 @@ class ClassificationTask(Task):
         return configured_splits(self.config)
 
     def examples(self, split: str) -> Iterator[Example]:
-        path, config = split_path(self.config, split), self.config
+        config, files = self.config, split_files(self.config, split)
         if config.format == "jsonl":
-            return read_jsonl(path, config.text_key, config.label_key, text_keys=(config.text_key,))
-        return read_tsv(path, escapes=config.escapes)
+            keys = (config.text_key, config.label_key)
+            return chain(read_jsonl(path, *keys, text_keys=(config.text_key,)) for path in files)
+        return chain(read_tsv(path, escapes=config.escapes) for path in files)
 
     def fit(self, train: Iterable[Example]) -> None:
         texts, labels = [], set()

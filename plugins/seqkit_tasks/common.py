@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from seqkit.errors import ConfigError, DataError
-from seqkit.interfaces import BOS, EOS, PAD
+from seqkit.interfaces import BOS, EOS, PAD, Example
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.config import SPLITS
 
@@ -33,6 +33,35 @@ def split_path(config: Any, split: str) -> Path:
     if path is None:
         raise DataError(f"task.{split}: no file configured")
     return path
+
+
+def split_files(config: Any, split: str, suffixes: tuple[str, ...] = ("",)) -> list[Path]:
+    """The files of ``split``: its configured path, or, when the path's name is a glob pattern
+    (``train-*.tsv``, ``part-0[0-4].tsv``), every file it matches, in sorted order: the shards of
+    one split, read one after another. With ``suffixes`` (parallel files: ``(".en", ".fr")``) the
+    path is a prefix and the pattern matches prefixes: each result is a prefix whose files with
+    every suffix exist. A pattern that matches nothing is a DataError naming the key."""
+    path = split_path(config, split)
+    if not is_pattern(path.name):
+        return [path]
+    first = suffixes[0]
+    found = sorted(p for p in path.parent.glob(path.name + first) if p.is_file()) \
+        if path.parent.is_dir() else []
+    prefixes = [p.with_name(p.name[:len(p.name) - len(first)]) if first else p for p in found]
+    if not prefixes:
+        raise DataError(f"task.{split}: no file matches {path}{first}")
+    return prefixes
+
+
+def chain(readers: Iterable[Iterator[Example]]) -> Iterator[Example]:
+    """The examples of each reader in turn (each file is opened when its turn comes)."""
+    for reader in readers:
+        yield from reader
+
+
+def is_pattern(name: str) -> bool:
+    """Whether a file name is a glob pattern (holds *, ? or [)."""
+    return any(char in name for char in "*?[")
 
 
 def write_samples(folder: Path, suffix: str, lines: list[str]) -> dict[str, Path]:

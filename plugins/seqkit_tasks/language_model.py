@@ -13,11 +13,12 @@ from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_lines
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
+    chain,
     configured_splits,
     framed,
     output_ids,
     require,
-    split_path,
+    split_files,
     text_of,
     token_strings,
     train_tokenizer,
@@ -48,10 +49,11 @@ class LanguageModelTask(Task):
         return configured_splits(self.config)
 
     def examples(self, split: str) -> Iterator[Example]:
-        path = split_path(self.config, split)
-        if self.config.format == "jsonl":
-            return read_jsonl(path, None, self.config.text_key, text_keys=(self.config.text_key,))
-        return read_lines(path, escapes=self.config.escapes)
+        config, files = self.config, split_files(self.config, split)
+        if config.format == "jsonl":
+            key = config.text_key
+            return chain(read_jsonl(path, None, key, text_keys=(key,)) for path in files)
+        return chain(read_lines(path, escapes=config.escapes) for path in files)
 
     def fit(self, train: Iterable[Example]) -> None:
         self.tokenizer = train_tokenizer(self.config, (text_of(e.target, e.where, "text") for e in train))

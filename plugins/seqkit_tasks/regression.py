@@ -14,7 +14,7 @@ from seqkit.errors import DataError
 from seqkit.interfaces import PAD, EncodedExample, Example, Task
 from seqkit.model import ModelShape
 from seqkit.readers import read_float_sequences
-from seqkit_tasks.common import configured_splits, split_path, write_samples
+from seqkit_tasks.common import chain, configured_splits, split_files, write_samples
 from seqkit_tasks.config import RegressionConfig
 
 
@@ -42,7 +42,9 @@ class RegressionTask(Task):
         return configured_splits(self.config)
 
     def examples(self, split: str) -> Iterator[Example]:
-        return read_float_sequences(split_path(self.config, split), self.config.features, self.config.outputs)
+        config = self.config
+        return chain(read_float_sequences(path, config.features, config.outputs)
+                     for path in split_files(config, split))
 
     def fit(self, train: Iterable[Example]) -> None:
         values = np.array([self._values(e) for e in train], dtype=np.float64).reshape(-1, self.config.outputs)

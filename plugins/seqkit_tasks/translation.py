@@ -13,12 +13,13 @@ from seqkit.model import ModelShape
 from seqkit.readers import read_jsonl, read_parallel, read_tsv
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.common import (
+    chain,
     configured_splits,
     framed,
     generation_metrics,
     output_ids,
     require,
-    split_path,
+    split_files,
     text_of,
     token_strings,
     token_tensor,
@@ -50,14 +51,16 @@ class TranslationTask(Task):
         return configured_splits(self.config)
 
     def examples(self, split: str) -> Iterator[Example]:
-        path, config = split_path(self.config, split), self.config
+        config = self.config
         if config.format == "tsv":
-            return read_tsv(path, escapes=config.escapes)
+            return chain(read_tsv(path, escapes=config.escapes) for path in split_files(config, split))
         if config.format == "jsonl":
             keys = (config.source_key, config.target_key)
-            return read_jsonl(path, *keys, text_keys=keys)
-        return read_parallel(path.with_name(f"{path.name}.{config.source_lang}"),
-                             path.with_name(f"{path.name}.{config.target_lang}"), escapes=config.escapes)
+            return chain(read_jsonl(path, *keys, text_keys=keys) for path in split_files(config, split))
+        langs = (f".{config.source_lang}", f".{config.target_lang}")
+        return chain(read_parallel(prefix.with_name(prefix.name + langs[0]),
+                                   prefix.with_name(prefix.name + langs[1]), escapes=config.escapes)
+                     for prefix in split_files(config, split, langs))
 
     def fit(self, train: Iterable[Example]) -> None:
         sources, targets = [], []
