@@ -151,8 +151,8 @@ def measure(size: int, out: Path) -> dict:
     one = first_steps(config, work, env, 1)
     two = first_steps(config, work, env, 2)
     return {"pairs": size, "tsv_bytes": corpus.stat().st_size, "prepare_s": seconds,
-            "prepare_rss": prepare_rss, "pairs_per_s": size / seconds, "disk_bytes": folder_bytes(cache), "first_step": one[0],
-            "two_processes": two}
+            "prepare_rss": prepare_rss, "pairs_per_s": size / seconds, "disk_bytes": folder_bytes(cache),
+            "first_step": one[0], "two_processes": two}
 
 
 def table(rows: list[dict]) -> str:

@@ -45,7 +45,8 @@ def test_a_pattern_reads_every_shard_in_order(tmp_path):
 ])
 def test_every_file_task_reads_shards(tmp_path, name, options, suffix, lines):
     folder = shards(tmp_path, suffix, lines)
-    examples = list(task({"name": name, "train": str(folder / f"part-*{suffix}"), **options}).examples("train"))
+    built = task({"name": name, "train": str(folder / f"part-*{suffix}"), **options})
+    examples = list(built.examples("train"))
     assert [e.where.rpartition(":")[0].rpartition("/")[2] for e in examples] == \
         [f"part-00{suffix}", f"part-01{suffix}", f"part-02{suffix}"]
 
