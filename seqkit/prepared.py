@@ -80,20 +80,7 @@ class _FieldWriter:
             raise DataError(f"{where}: the task encoded a {self.stem.name.partition('.')[2]} of dtype "
                             f"{meta['dtype']}, shape {tuple(value.shape)}, unlike the examples before "
                             f"it ({self.meta['dtype']}, rows of {tuple(self.meta['trailing'])})")
-        array = rows.numpy()
-        limit = self.vocab if self.meta["store"] in ("uint16", "int32") else None
-        if limit is not None and array.size and (array.min() < 0 or array.max() >= limit):
-            bad = int(array.max() if array.max() >= limit else array.min())
-            raise DataError(f"{where}: the task encoded token id {bad}, outside its vocabulary of "
-                            f"{limit} (model_shape()) for the {self.stem.name.partition('.')[2]}")
-        array = array.astype(self.meta["store"], copy=False)
-        self.count += len(array)
-        self.rows += 1
-        self.pending.append(array)
-        self.offsets.append(self.count)
-        self.pending_bytes += array.nbytes
-        if self.pending_bytes >= CHUNK_BYTES:
-            self.flush()
+        self._append(rows.numpy(), np.array([len(rows)]), where)
 
     def add_arrays(self, arrays: TokenArrays, where: str) -> None:
         """Many rows of token ids at once (int64, as ``add`` stores a token tensor)."""
@@ -102,18 +89,20 @@ class _FieldWriter:
                          "store": self._store_dtype(torch.zeros(0, dtype=torch.long))}
         elif (self.meta["dtype"], self.meta["trailing"], self.meta["scalar"]) != ("int64", [], False):
             raise DataError(f"{where}: token ids after rows of {self.meta['dtype']}")
-        ids = arrays.ids
+        self._append(arrays.ids, arrays.lengths, where)
+
+    def _append(self, values: np.ndarray, lengths: np.ndarray, where: str) -> None:
+        """Rows of ``lengths`` values each, ``values`` concatenated; token ids must fit the vocabulary."""
         limit = self.vocab if self.meta["store"] in ("uint16", "int32") else None
-        if limit is not None and ids.size and (ids.min() < 0 or ids.max() >= limit):
-            bad = int(ids.max() if ids.max() >= limit else ids.min())
+        if limit is not None and values.size and (values.min() < 0 or values.max() >= limit):
+            bad = int(values.max() if values.max() >= limit else values.min())
             raise DataError(f"{where}: the task encoded token id {bad}, outside its vocabulary of "
                             f"{limit} (model_shape()) for the {self.stem.name.partition('.')[2]}")
-        array = ids.astype(self.meta["store"], copy=False)
-        offsets = self.count + np.cumsum(arrays.lengths)
+        array = values.astype(self.meta["store"], copy=False)
+        self.offsets.extend((self.count + np.cumsum(lengths)).tolist())
         self.count += len(array)
-        self.rows += len(arrays)
+        self.rows += len(lengths)
         self.pending.append(array)
-        self.offsets.extend(offsets.tolist())
         self.pending_bytes += array.nbytes
         if self.pending_bytes >= CHUNK_BYTES:
             self.flush()
