@@ -43,9 +43,6 @@ def cache_root() -> Path:
 # -- keys ---------------------------------------------------------------------------------------
 
 
-# -- keys ---------------------------------------------------------------------------------------
-
-
 def fingerprint(value: Path) -> Any:
     """What a file option names, by content: a file's SHA-256; a folder's files (recursively); a
     glob pattern (``data/part-*.tsv``: shards) every file it matches, and every file of a prefix it
