@@ -93,3 +93,30 @@ def toy_encoder_plugin(install_plugin) -> str:
     """A third-party plugin registering encoder 'toy' with options layers and kind."""
     return install_plugin(ENCODER_PLUGIN, dist="seqkit-toy", version="0.4.0")
 
+
+
+@pytest.fixture(scope="session")
+def builtin_tasks():
+    """A strict plugin manager holding only the built-in tasks (seqkit_tasks)."""
+    import seqkit_tasks
+    from seqkit.plugins import PluginManager
+
+    manager = PluginManager(strict=True)
+    manager.load("seqkit_tasks", seqkit_tasks)
+    return manager
+
+
+@pytest.fixture
+def make_task(builtin_tasks, tmp_path):
+    """make_task(name, **options): the task built from a run.toml in tmp_path, as `seqkit run` does
+    (relative paths resolved against it)."""
+    import tomli_w
+
+    from seqkit.config import load_config
+    from seqkit.trained import build_task
+
+    def make(name, **options):
+        path = tmp_path / "run.toml"
+        path.write_text(tomli_w.dumps({"task": {"name": name, **options}}))
+        return build_task(load_config(path, manager=builtin_tasks), builtin_tasks)
+    return make

@@ -8,15 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
-import tomli_w
 
-import seqkit_tasks
 from seqkit.config import load_config
 from seqkit.errors import ConfigError
 from seqkit.interfaces import UNK, Example
-from seqkit.plugins import PluginManager
 from seqkit.tokenizer import Tokenizer
-from seqkit.trained import build_task
 from seqkit_tasks.common import train_tokenizer
 from seqkit_tasks.config import TranslationConfig
 
@@ -32,23 +28,6 @@ PAIRS = [
 ]
 PLACEHOLDERS = ["%s", "%1$s", "%2$s", "{name}", "<b>", "</b>"]
 TOKEN_OPTIONS = {"tokenizer": "bpe", "vocab_size": 400, "user_tokens": PLACEHOLDERS, "byte_fallback": True}
-
-
-@pytest.fixture(scope="module")
-def manager():
-    manager = PluginManager(strict=True)
-    manager.load("seqkit_tasks", seqkit_tasks)
-    return manager
-
-
-@pytest.fixture
-def make_task(manager, tmp_path):
-    """make_task(name, **options): the task built from a run.toml in tmp_path, as `seqkit run` does."""
-    def make(name, **options):
-        path = tmp_path / "run.toml"
-        path.write_text(tomli_w.dumps({"task": {"name": name, **options}}))
-        return build_task(load_config(path, manager=manager), manager)
-    return make
 
 
 def write_jsonl(path, records):

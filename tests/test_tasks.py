@@ -6,38 +6,17 @@ import json
 
 import numpy as np
 import pytest
-import tomli_w
 import torch
 
-import seqkit_tasks
-from seqkit.config import DataConfig, load_config
+from seqkit.config import DataConfig
 from seqkit.data import encode_split
 from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import BOS, EOS, PAD, Example
-from seqkit.plugins import PluginManager
 
 PAIRS = [("the cat sat", "le chat assis"), ("the dog ran", "le chien courut"),
          ("a cat ran", "un chat courut"), ("the cat", "le chat")]
 SENTENCES = ["le chat est assis sur le tapis", "le chien a couru dans le jardin",
              "un chat noir dort sur le toit", "les enfants jouent dans la rue"]
-
-
-@pytest.fixture(scope="module")
-def manager():
-    manager = PluginManager(strict=True)
-    manager.load("seqkit_tasks", seqkit_tasks)
-    return manager
-
-
-@pytest.fixture
-def make_task(manager, tmp_path):
-    """make_task(name, **options): the task built from a run.toml in tmp_path (relative paths)."""
-    def make(name, **options):
-        path = tmp_path / "run.toml"
-        path.write_text(tomli_w.dumps({"task": {"name": name, **options}}))
-        config = load_config(path, manager=manager)
-        return manager.get("task", name).factory(config.task.options)
-    return make
 
 
 def write(path, lines):
@@ -57,8 +36,8 @@ def reloaded(task, make_task, name, **options):
     return fresh
 
 
-def test_every_task_is_registered(manager):
-    assert manager.names("task") == ["classification", "copy", "language_model", "regression",
+def test_every_task_is_registered(builtin_tasks):
+    assert builtin_tasks.names("task") == ["classification", "copy", "language_model", "regression",
                                      "reverse", "sort", "translation"]
 
 
