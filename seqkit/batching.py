@@ -13,7 +13,7 @@ The order (one int64 per example) and the batch starts are the only per-epoch st
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,8 +24,8 @@ def cut_sorted(sizes: np.ndarray, batch_tokens: int) -> np.ndarray:
     takes the next example while (its count + 1) * that example's size <= ``batch_tokens``."""
     if len(sizes) == 0:
         return np.zeros(0, dtype=np.int64)
-    values, run_starts = np.unique(sizes, return_index=True)  # ascending: runs in order
-    run_lengths = np.diff(np.append(run_starts, len(sizes)))
+    run_starts = np.concatenate(([0], np.flatnonzero(sizes[1:] != sizes[:-1]) + 1))  # sorted: runs
+    values, run_lengths = sizes[run_starts], np.diff(np.append(run_starts, len(sizes)))
     pieces = [np.zeros(1, dtype=np.int64)]
     position, count = 0, 0  # examples placed; examples in the open batch
     for size, run in zip(values.tolist(), run_lengths.tolist(), strict=True):
@@ -64,16 +64,18 @@ class Batches(Sequence):
             a == b for a, b in zip(self, other, strict=True))
 
 
-def _by_size(sizes: np.ndarray, tie_break: np.ndarray) -> np.ndarray:
-    """Indices sorted by size, then by ``tie_break`` (a permutation): ``np.lexsort((tie_break,
-    sizes))``, computed as one argsort of size * n + tie_break when that fits in int64 (4x faster:
-    the keys are unique, so any sort gives the same order), built in place (one int64 per example
-    at a time besides the result)."""
+def _by_size(sizes: np.ndarray, draw_tie_break: Callable[[int], np.ndarray]) -> np.ndarray:
+    """Indices sorted by size, then by a tie-break permutation ``draw_tie_break(n)``:
+    ``np.lexsort((tie_break, sizes))``, computed as one argsort of size * n + tie_break when that
+    fits in int64 (4x faster: the keys are unique, so any sort gives the same order), built in
+    place, the permutation freed before the sort (two int64 per example at the peak)."""
     n = len(sizes)
+    tie_break = draw_tie_break(n)
     if int(sizes.max()) < (2**62) // max(n, 1):
         keys = sizes.astype(np.int64)
         keys *= n
         keys += tie_break
+        del tie_break
         return np.argsort(keys)
     return np.lexsort((tie_break, sizes))
 
@@ -106,7 +108,7 @@ class TokenBatchSampler:
         if self._cached is not None and self._cached[0] == epoch:
             return self._cached[1]
         rng = np.random.default_rng([self.seed % 2**64, epoch])
-        order = _by_size(self.sizes, rng.permutation(len(self.sizes)))  # the permutation is freed
+        order = _by_size(self.sizes, rng.permutation)
         starts = cut_sorted(self.sizes[order], self.batch_tokens)
         batches = Batches(order, starts, rng.permutation(len(starts)))
         self._cached = (epoch, batches)
