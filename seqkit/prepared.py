@@ -256,22 +256,27 @@ def _verify(folder: Path, manifest: dict[str, Any]) -> None:
             raise _Damaged(f"{name} does not match its checksum")
 
 
-def open_split(folder: Path, split: str) -> PreparedSplit | None:
+def open_split(folder: Path, split: str, verify: bool = True) -> PreparedSplit | None:
     """The prepared ``split`` in ``folder``; None when there is none. A damaged folder is removed
-    (with a warning saying what was wrong), so that it is prepared again."""
+    (with a warning saying what was wrong), so that it is prepared again. ``verify=False`` is for
+    a folder just checked or written by this run (rank 0's, or this process's own): its files are
+    not read through for their SHA-256 again, and a fault leaves the folder to its writer."""
     try:
         manifest = _manifest(folder)
         if manifest is None or split not in manifest.get("splits", {}):
             return None
         if manifest.get("format") != FORMAT:
             raise _Damaged(f"format {manifest.get('format')}, this seqkit reads {FORMAT}")
-        _verify(folder, manifest)
+        if verify:
+            _verify(folder, manifest)
         entry = manifest["splits"][split]
         fields = {name: _Field(folder / f"{split}.{name}", meta) for name, meta in entry["fields"].items()}
         rows = entry["fields"]["target"]["rows"]
         sizes = np.memmap(folder / f"{split}.sizes", dtype=entry["sizes"], mode="r", shape=(rows,)) \
             if rows else np.zeros(0, dtype=entry["sizes"])
     except (_Damaged, KeyError, TypeError, ValueError) as exc:
+        if not verify:
+            return None
         log.warning("prepared data %s damaged (%s): preparing it again", folder, exc)
         remove(folder)
         return None

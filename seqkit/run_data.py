@@ -86,7 +86,7 @@ def train_split(task: Task, data: DataConfig, prepared: Prepared | None, group: 
         folder = str(split.folder)
     folder = group.broadcast_json(folder)
     if not group.is_main:
-        split = open_split(Path(folder), "train")
+        split = open_split(Path(folder), "train", verify=False)  # rank 0 has just checked it
         if split is None:
             raise DataError(f"{folder}: the prepared train split rank 0 wrote cannot be read")
     return split

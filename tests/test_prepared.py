@@ -201,3 +201,16 @@ def test_the_fitted_state_is_kept_beside_the_encodings(tmp_path):
     assert prepared.state() == json.loads(json.dumps(task.state_dict()))
     (prepared.folder / "task_state.json").write_text("garbage", encoding="utf-8")
     assert prepared.state() is None
+
+
+def test_a_reader_that_trusts_the_folder_never_removes_it(tmp_path):
+    """Under torchrun the other ranks open what rank 0 has just checked: without reading it through
+    again, and a fault they meet is theirs to report, not a reason to delete rank 0's files."""
+    config = config_for("translation", tmp_path)
+    split = Prepared.of("translation", config.task.options, tmp_path / "cache").split(
+        fitted(config), "train", config.data, encode_in_memory)
+    assert open_split(split.folder, "train", verify=False) is not None
+    target = split.folder / "train.target.bin"
+    target.write_bytes(target.read_bytes()[:-2])
+    assert open_split(split.folder, "train", verify=False) is None and target.exists()
+    assert open_split(split.folder, "train") is None and not split.folder.exists()  # a checking reader
