@@ -39,6 +39,8 @@ _LAZY = {
     "train": "seqkit.api",
     "load": "seqkit.api",
     "prepare": "seqkit.api",
+    "export": "seqkit.api",
+    "import_hf": "seqkit.api",
     "get_backend": "seqkit.backends",
     "ConsoleProgress": "seqkit.progress",
     "Events": "seqkit.events",
@@ -87,6 +89,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from seqkit.api import export as export
+    from seqkit.api import import_hf as import_hf
     from seqkit.api import load as load
     from seqkit.api import prepare as prepare
     from seqkit.api import train as train

@@ -229,6 +229,45 @@ def _reporters(events: Any, display: Any) -> Events:
 
 
 
+@plugin_errors(lambda *args, **kwargs: kwargs.get("manager"))
+def export(run: str | Path, to: str, folder: str | Path, *, check: int = 32, split: str | None = None,
+           texts: list[str] | None = None, manager: PluginManager | None = None):
+    """Export the run folder (or checkpoint) ``run`` to ``folder`` in format ``to`` ("hf": a Hugging
+    Face MarianMT folder), verified: ``texts`` (else up to ``check`` sources of ``split``, else of the
+    run's test or valid split) are decoded greedily by seqkit and by the exported model, and any
+    difference is an ExportError naming the input, with nothing written. ``folder`` must be new or
+    empty. A model the format cannot express is a ConfigError naming the option; a missing extra
+    names the pip command. Returns a :class:`~seqkit.exporters.ExportResult`."""
+    from seqkit.exporters import export as export_model
+    from seqkit.exporters import exporter
+
+    run, folder = path_argument(run, "run"), path_argument(folder, "folder")
+    check = integer_argument(check, "check", minimum=1)
+    if texts is not None:
+        texts = list(texts_argument(texts, "texts"))
+    exporter(to)  # an unknown format or a missing extra, before the model is loaded
+    model = load(run, manager=manager_argument(manager))
+    return export_model(model, to, folder, check, split, texts)
+
+
+@plugin_errors(lambda *args, **kwargs: kwargs.get("manager"))
+def import_hf(folder: str | Path, out: str | Path, *, check: int = 8, manager: PluginManager | None = None):
+    """Make the run folder ``out`` from a local Hugging Face MarianMT folder (config.json,
+    model.safetensors, source.spm/target.spm + vocab.json or a tokenizer.json; nothing is
+    downloaded). ``check`` sample texts are tokenized and decoded by seqkit and by transformers
+    first; a difference is an ExportError. ``seqkit.load(out)`` then generates, evaluates and
+    scores, and ``train(..., init=out)`` fine-tunes. Returns an
+    :class:`~seqkit.hf_import.ImportResult`."""
+    from seqkit.exporters import require_extra
+
+    folder, out = path_argument(folder, "folder"), path_argument(out, "out")
+    check = integer_argument(check, "check")
+    require_extra("hf")
+    from seqkit.hf_import import import_marian
+
+    return import_marian(folder, out, manager_argument(manager) or make_plugin_manager(), check)
+
+
 def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, group, restart: bool,
                   events: Events) -> tuple[Path | None, dict[str, Any], list[str]]:
     """The checkpoint to resume from (None: start at step 0), its metadata, and the config keys
@@ -251,4 +290,5 @@ def _resume_point(folder: RunFolder, config: RunConfig, manager: PluginManager, 
     return latest, meta, resumable
 
 
-__all__ = ["Model", "RunResult", "build_task", "load", "prepare", "resolve_config", "train"]
+__all__ = ["Model", "RunResult", "build_task", "export", "import_hf", "load", "prepare", "resolve_config",
+           "train"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from seqkit.errors import ConfigError, GenerationError
+from seqkit.exporters import ExportError
 from seqkit.hf_tokenizer import save_fast_tokenizer
 from seqkit.interfaces import BOS, EOS, PAD
 from seqkit.marian import marian_config, to_marian_state
@@ -100,10 +101,10 @@ def verify(model, folder: Path, texts: list[str]) -> int:
     for i, (text, source, output, ours) in enumerate(zip(texts, sources, outputs, found, strict=True)):
         expected = tokenizer.encode(text)
         if source != expected:
-            raise ConfigError(f"export check failed: input {i + 1} ({_short(text)}): the exported tokenizer "
+            raise ExportError(f"export check failed: input {i + 1} ({_short(text)}): the exported tokenizer "
                               f"gives ids {_short(source)}, seqkit {_short(expected)}")
         if output != ours.tokens:
-            raise ConfigError(f"export check failed: input {i + 1} ({_short(text)}): the exported model "
+            raise ExportError(f"export check failed: input {i + 1} ({_short(text)}): the exported model "
                               f"decodes {_short(output)}, seqkit {_short(ours.tokens)}")
     log.info("export check: %d inputs decoded identically", len(texts))
     return len(texts)

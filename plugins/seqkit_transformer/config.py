@@ -17,7 +17,7 @@ class TransformerEncoderConfig:
     ffn_size: int | None = None  # None means 4 * d_model
     dropout: float = 0.1  # on the embeddings and every residual branch
     attention_dropout: float = 0.0  # on the attention probabilities
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Literal["gelu", "relu", "silu"] = "gelu"  # silu: Marian's "swish" (Opus-MT)
     norm: Literal["pre", "post"] = "pre"
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 1024  # learned position table size; bound on sequence and cache length
@@ -31,7 +31,7 @@ class TransformerDecoderConfig:
     ffn_size: int | None = None  # None means 4 * d_model
     dropout: float = 0.1
     attention_dropout: float = 0.0
-    activation: Literal["gelu", "relu"] = "gelu"
+    activation: Literal["gelu", "relu", "silu"] = "gelu"  # silu: Marian's "swish" (Opus-MT)
     norm: Literal["pre", "post"] = "pre"
     positions: Literal["sinusoidal", "learned"] = "sinusoidal"
     max_positions: int = 1024
@@ -59,7 +59,7 @@ def check_config(config, d_model: int) -> None:
         value = getattr(config, key)
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"{key}: must be in [0, 1), got {value}", key=key)
-    choices = {"activation": ("gelu", "relu"), "norm": ("pre", "post"),
+    choices = {"activation": ("gelu", "relu", "silu"), "norm": ("pre", "post"),
                "positions": ("sinusoidal", "learned")}
     for key, allowed in choices.items():
         value = getattr(config, key)

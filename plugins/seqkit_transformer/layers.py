@@ -14,7 +14,7 @@ class MLP(nn.Module):
         super().__init__()
         ffn_size = config.ffn_size or 4 * d_model
         self.fc = nn.Linear(d_model, ffn_size, bias=config.bias)
-        self.activation = nn.GELU() if config.activation == "gelu" else nn.ReLU()
+        self.activation = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}[config.activation]()
         self.proj = nn.Linear(ffn_size, d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import torch
 from seqkit import checkpoint as ckpt
 from seqkit.config import load_config
 from seqkit.errors import CheckpointError, ConfigError, DataError
+from seqkit.exporters import ExportError
 from seqkit.hf_tokenizer import (
     fast_tokenizer_vocab,
     marian_order,
@@ -201,7 +203,7 @@ def verify(folder: Path, model, task, source: Tokenizer, order: list[int], ids: 
         if reference is not None:
             theirs = [seqkit_id[t] for t in reference(text).input_ids if t != ids["eos"]]
             if theirs != ours:
-                raise DataError(f"import check failed: sample {i + 1} ({text!r}): seqkit's tokenizer gives "
+                raise ExportError(f"import check failed: sample {i + 1} ({text!r}): seqkit's tokenizer gives "
                                 f"{ours}, Marian's {theirs}")
         source_ids = torch.tensor([[order[t] for t in ours]])
         with torch.inference_mode(), quiet_transformers():
@@ -214,7 +216,7 @@ def verify(folder: Path, model, task, source: Tokenizer, order: list[int], ids: 
         source_tensor = torch.tensor([ours])
         found = greedy(model, source_tensor, torch.ones_like(source_tensor, dtype=torch.bool), max_len)[0]
         if found != out:
-            raise DataError(f"import check failed: sample {i + 1}: seqkit decodes {found[:12]}, "
+            raise ExportError(f"import check failed: sample {i + 1}: seqkit decodes {found[:12]}, "
                             f"the MarianMT model {out[:12]}")
     return len(texts)
 
@@ -225,4 +227,6 @@ def _marian_tokenizer(folder: Path):
         return None
     from transformers import MarianTokenizer
 
-    return MarianTokenizer.from_pretrained(str(folder))
+    with warnings.catch_warnings():  # "Recommended: pip install sacremoses" (it does not tokenize)
+        warnings.simplefilter("ignore")
+        return MarianTokenizer.from_pretrained(str(folder))
