@@ -447,17 +447,16 @@ setup
 
 if ((DRY)); then
     SHAPE=(--backend cpu --precision fp32 --threads 1 --d-model 16 --layers 1 --heads 2 --ffn-size 32
-           --vocab 64 --warmup 1 --repeat 2)
-    TRAIN=(--lengths 8,16 --batch-tokens 64)
-    ENCODE=(--lengths 8,16,32,64)
-    GENERATE=(--lengths 8 --generate-batch 1,2)
+           --vocab 64)
+    TRAIN=(--lengths 8,16 --batch-tokens 64 --warmup 1 --repeat 2)
+    ENCODE=(--lengths 8,16,32,64 --warmup 1 --repeat 2)
+    GENERATE=(--lengths 8 --generate-batch 1,2 --warmup 1 --repeat 2)
     LIMITS=(120 60 60 60)  # cuda-tests train encode generate
 else
     # transformer-base: d_model 512, 8 heads, ffn 2048, 6+6 layers, 32k vocabulary; bf16
-    SHAPE=(--backend cuda --precision bf16 --d-model 512 --layers 6 --heads 8 --ffn-size 2048
-           --vocab 32000 --warmup 3 --repeat 10)
-    TRAIN=(--lengths 256,1024 --batch-tokens 16384)
-    ENCODE=(--lengths 64,128,256,512,1024,2048,4096)
+    SHAPE=(--backend cuda --precision bf16 --d-model 512 --layers 6 --heads 8 --ffn-size 2048 --vocab 32000)
+    TRAIN=(--lengths 256,1024 --batch-tokens 16384 --warmup 3 --repeat 10)
+    ENCODE=(--lengths 64,128,256,512,1024,2048,4096 --warmup 3 --repeat 10)
     GENERATE=(--lengths 128 --generate-batch 1,32 --warmup 1 --repeat 5)
     LIMITS=(240 120 120 180)
 fi
@@ -478,7 +477,8 @@ if ((DRY)); then
         "not in --dry (compiling takes tens of seconds on a CPU)"
 elif selected train-compiled && ((DEADLINE - $(date +%s) >= 150)); then
     run_step train-compiled 240 "$PY" -m seqkit bench "${SHAPE[@]}" --arch transformer --mode train \
-        --baseline raw --compile --lengths 256 --batch-tokens 16384 --json "$OUT/train-compiled.json"
+        --baseline raw --compile --lengths 256 --batch-tokens 16384 --warmup 3 --repeat 10 \
+        --json "$OUT/train-compiled.json"
 elif selected train-compiled; then
     stamp "train-compiled: left out (optional: needs 150 s of the budget left)"
     record train-compiled skipped 0 "optional, needs 150 s of the budget left"
