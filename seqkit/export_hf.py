@@ -73,7 +73,7 @@ def hf_greedy(folder: Path, texts: list[str], max_len: int) -> tuple[list[list[i
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    marian = AutoModelForSeq2SeqLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+    marian = AutoModelForSeq2SeqLM.from_pretrained(str(folder)).float().eval()
     sources, outputs = [], []
     with torch.inference_mode():
         for text in texts:  # one at a time: no padding, so nothing but the model decides

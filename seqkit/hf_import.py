@@ -193,10 +193,12 @@ def verify(folder: Path, model, task, source: Tokenizer, order: list[int], ids: 
     from seqkit.generate import greedy
 
     texts = [t for t in sample_texts(source, check) if t.strip()]
-    seqkit_id = {marian_id: i for i, marian_id in enumerate(order) if i != 1}
+    seqkit_id: dict[int, int] = {}
+    for i, marian_id in enumerate(order):  # <pad> keeps id 0 where <bos> is a second name for it
+        seqkit_id.setdefault(marian_id, i)
     with quiet_transformers():
         reference = _marian_tokenizer(folder)
-        hf = MarianMTModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32).eval()
+        hf = MarianMTModel.from_pretrained(str(folder), use_safetensors=True).float().eval()
     max_len = min(model.decoder.config.max_positions - 2, 32)
     for i, text in enumerate(texts):
         ours = source.encode(text)

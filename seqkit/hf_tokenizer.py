@@ -60,8 +60,10 @@ def save_fast_tokenizer(tokenizer: Tokenizer, folder: Path, max_length: int) -> 
 
 
 def marian_order(vocab_size: int, pad: int, eos: int, unk: int, start: int) -> list[int]:
-    """For each seqkit id, the Marian id whose embedding and output rows it takes."""
-    return [pad, start, eos, unk, *(i for i in range(vocab_size) if i not in (pad, eos, unk))]
+    """For each seqkit id, the Marian id whose embedding and output rows it takes (one more id than
+    Marian has when decoding starts with <pad>, as in Opus-MT; as many when it has a start token of
+    its own, as in a folder seqkit exported)."""
+    return [pad, start, eos, unk, *(i for i in range(vocab_size) if i not in (pad, eos, unk, start))]
 
 
 def marian_tokenizer(folder: Path, spm_name: str, vocab: dict[str, int], order: list[int],
@@ -155,21 +157,35 @@ def fast_tokenizer_vocab(path: Path) -> tuple[dict[str, int], HFTokenizer]:
 
 
 def renumbered(backend: HFTokenizer, order: list[int], ids: dict[str, int], path: Path) -> Tokenizer:
-    """A fast tokenizer (Unigram) of Marian ids as a seqkit tokenizer in seqkit's order."""
+    """A fast tokenizer (Unigram, BPE or word level) numbered as Marian numbers as a seqkit tokenizer
+    in seqkit's order."""
     data = json.loads(backend.to_str())
-    if data["model"]["type"] != "Unigram":
-        raise DataError(f"{path}: a {data['model']['type']} tokenizer; only Unigram (SentencePiece) "
-                        "tokenizers can be imported")
-    pieces = data["model"]["vocab"]
+    kind = data["model"]["type"]
+    if kind not in ("Unigram", "BPE", "WordLevel"):
+        raise DataError(f"{path}: a {kind} tokenizer; seqkit imports Unigram, BPE and word-level ones")
     renamed = {ids["pad"]: SPECIAL_TOKENS[0], ids["eos"]: SPECIAL_TOKENS[2], ids["unk"]: SPECIAL_TOKENS[3]}
-    entries = [[token, 0.0] for token in SPECIAL_TOKENS]
-    entries += [[renamed.get(i, pieces[i][0]), pieces[i][1]] for i in order[4:]]
-    data["model"].update(vocab=entries, unk_id=3, byte_fallback=False)
-    new_id = {marian: seqkit for seqkit, marian in enumerate(order) if seqkit != 1}
+    start_is_pad = ids["start"] == ids["pad"]
+    if not start_is_pad:
+        renamed[ids["start"]] = SPECIAL_TOKENS[1]
+    new_id: dict[int, int] = {}
+    for seqkit_id, marian_id in enumerate(order):
+        new_id.setdefault(marian_id, seqkit_id)
+    if kind == "Unigram":
+        pieces = data["model"]["vocab"]
+        data["model"]["vocab"] = [[SPECIAL_TOKENS[1], 0.0] if i == 1 and start_is_pad else
+                                  [renamed.get(m, pieces[m][0]), 0.0 if m in renamed else pieces[m][1]]
+                                  for i, m in enumerate(order)]
+        data["model"].update(unk_id=3, byte_fallback=False)
+    else:
+        by_id = {i: token for token, i in data["model"]["vocab"].items()}
+        vocab = {renamed.get(m, by_id[m]): new_id[m] for m in new_id}
+        data["model"]["vocab"] = {**vocab, **({SPECIAL_TOKENS[1]: 1} if start_is_pad else {})}
+        data["model"]["unk_token"] = SPECIAL_TOKENS[3]
     added = [{**token, "id": new_id[token["id"]], "content": renamed.get(token["id"], token["content"])}
              for token in data.get("added_tokens") or []]
-    added.append({"id": 1, "content": SPECIAL_TOKENS[1], "single_word": False, "lstrip": False,
-                  "rstrip": False, "normalized": False, "special": True})
+    if start_is_pad:
+        added.append({"id": 1, "content": SPECIAL_TOKENS[1], "single_word": False, "lstrip": False,
+                      "rstrip": False, "normalized": False, "special": True})
     data["added_tokens"] = sorted(added, key=lambda token: token["id"])
     data["post_processor"] = None  # seqkit's tasks frame sequences themselves
-    return Tokenizer(HFTokenizer.from_str(json.dumps(data)), "word")
+    return Tokenizer.from_json(json.dumps(data))

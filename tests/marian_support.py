@@ -79,7 +79,7 @@ def hf_generate(folder: Path, ids: list[int], max_len: int, beam: int = 1) -> li
     from transformers import MarianConfig, MarianMTModel
 
     config = MarianConfig.from_pretrained(str(folder))
-    marian = MarianMTModel.from_pretrained(str(folder), dtype=torch.float32).eval()
+    marian = MarianMTModel.from_pretrained(str(folder)).float().eval()
     pad, eos = config.pad_token_id, config.eos_token_id
     with torch.inference_mode():
         out = marian.generate(torch.tensor([ids]), max_length=max_len + 2, num_beams=beam,
