@@ -241,6 +241,7 @@ their wheels in .whl/ (pip download --no-deps -d .whl NAME) or \$SEQKIT_WHEELS"
 summarize() {
     "$PY" - "$OUT" "$STATE" "$MODE" "$(($(date +%s) - START))" <<'EOF'
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -264,10 +265,14 @@ def bench(name):
 
 
 def tests():
-    """(name, outcome, detail) of each test in the junit file."""
+    """(name, outcome, detail) of each test, from the junit file, or from pytest -v's lines when a
+    killed pytest wrote none."""
     path = state / "cuda-tests.xml"
     if not path.exists():
-        return []
+        output = state / "cuda-tests.out"
+        text = output.read_text(errors="replace") if output.exists() else ""
+        return [(name, outcome.lower(), "") for name, outcome in
+                re.findall(r"^tests/test_cuda\.py::(\S+) (PASSED|FAILED|SKIPPED|ERROR)", text, re.M)]
     found = []
     for case in ET.parse(path).iter("testcase"):
         outcome, detail = "passed", ""
@@ -461,11 +466,13 @@ else
     LIMITS=(240 120 120 180)
 fi
 
-TEST_ARGS=(-m cuda -p no:cacheprovider -q -rA tests/test_cuda.py --junitxml "$STATE/cuda-tests.xml")
+# -v: a line per test as it ends, in the log (and the summary) even if the step is killed
+TEST_ARGS=(-m cuda -p no:cacheprovider -v -rfEs tests/test_cuda.py --junitxml "$STATE/cuda-tests.xml")
 if "$PY" -c 'import pytest_timeout' 2>/dev/null; then
-    TEST_ARGS+=(--timeout 150)  # one hanging test (an nccl rendezvous, say) fails alone
+    TEST_ARGS+=(--timeout 150)  # one hanging test fails alone (pytest-timeout is on the GPU machines)
 fi
-run_step cuda-tests "${LIMITS[0]}" "$PY" -m pytest "${TEST_ARGS[@]}"
+# a collective that waits on nothing fails within a minute (seqkit.distributed.timeout)
+run_step cuda-tests "${LIMITS[0]}" env SEQKIT_DISTRIBUTED_TIMEOUT=60 "$PY" -m pytest "${TEST_ARGS[@]}"
 run_step train "${LIMITS[1]}" "$PY" -m seqkit bench "${SHAPE[@]}" --arch transformer --mode train \
     --baseline raw "${TRAIN[@]}" --json "$OUT/train.json"
 run_step encode "${LIMITS[2]}" "$PY" -m seqkit bench "${SHAPE[@]}" --arch transformer,lstm --mode encode \
