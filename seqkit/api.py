@@ -18,6 +18,7 @@ from seqkit.contracts import check_task_state
 from seqkit.distributed import launched_rank, process_group
 from seqkit.errors import ConfigError, DataError, SeqkitError
 from seqkit.events import EVENT_NAMES, Events, is_reporter
+from seqkit.initialize import read_init, take_task_state
 from seqkit.plugins import PluginManager, make_plugin_manager
 from seqkit.preflight import check_run_config
 from seqkit.prepared import PreparedSplit
@@ -91,7 +92,8 @@ class RunResult:
 def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = None,
           overrides: list[str] | tuple[str, ...] = (), events: Events | None = None,
           progress: bool | Any | None = None, manager: PluginManager | None = None, test: bool = True,
-          samples: int = 5, restart: bool = False, **kwargs: Any) -> RunResult:
+          samples: int = 5, restart: bool = False, init: str | Path | None = None,
+          **kwargs: Any) -> RunResult:
     """Train (or resume, when ``out`` holds a checkpoint), then evaluate the best model on the test
     split and decode a few samples. ``out`` defaults to runs/<config file name>. Under torchrun
     every process calls this; they train together, and rank 0 alone writes the run folder and
@@ -113,6 +115,11 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
     (a comment line each, above the config in force). A folder with an earlier run but no readable
     checkpoint is an error unless ``restart=True``, which removes that run's files and starts over.
 
+    ``init`` (a run folder or checkpoint) fine-tunes: a new run starts from its weights and
+    tokenizers (the task is not fitted) instead of random weights; the config's ``[model]`` must be
+    that run's (dropouts aside) and its task the same, else a ConfigError names the key. A run
+    that resumes from its own checkpoint ignores ``init``.
+
     Errors are SeqkitErrors: a ConfigError for a bad argument or config, a DataError, a
     RunFolderError, a CheckpointError, a TrainingError (the loss diverged), a PluginCodeError
     naming the plugin whose code raised."""
@@ -121,12 +128,14 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
         out = path_argument(out, "out")
     test, restart = flag_argument(test, "test"), flag_argument(restart, "restart")
     samples = integer_argument(samples, "samples")
+    if init is not None:
+        init = path_argument(init, "init")
     manager = manager_argument(manager)
     display = _display(progress)
     events = _reporters(events, display)
     try:
         return _train(config, out, overrides, kwargs, events, manager or make_plugin_manager(), test,
-                      samples, restart)
+                      samples, restart, init)
     finally:  # the bar's line ends, however the run ends: what follows starts on its own line
         if isinstance(display, ConsoleProgress):
             display.close()
@@ -134,16 +143,16 @@ def train(config: str | Path | dict | RunConfig, *, out: str | Path | None = Non
 
 def _train(config: str | Path | dict | RunConfig, out: str | Path | None, overrides: list[str],
            kwargs: dict[str, Any], events: Events, manager: PluginManager, test: bool, samples: int,
-           restart: bool) -> RunResult:
+           restart: bool, init: Path | None = None) -> RunResult:
     resolved = resolve_config(config, overrides, kwargs, manager)
     # every read of the data below (check, fit, encoding, test) follows data.bad_lines, whatever task reads
     with reading(bad_lines=resolved.data.bad_lines):
-        return _train_resolved(config, resolved, out, events, manager, test, samples, restart)
+        return _train_resolved(config, resolved, out, events, manager, test, samples, restart, init)
 
 
 def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, out: str | Path | None,
                     events: Events, manager: PluginManager, test: bool, samples: int,
-                    restart: bool) -> RunResult:
+                    restart: bool, init: Path | None = None) -> RunResult:
     prepared = None  # where the prepared data are (rank 0 prepares them; see seqkit.run_data)
     if resolved.data.prepare:
         with events.timed("hashing the data files"), contextlib.suppress(SeqkitError):
@@ -161,8 +170,12 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
     with process_group(get_backend(resolved.backend, manager)) as group, \
             folder.lock() if group.is_main else contextlib.nullcontext():
         latest, meta, changes = _resume_point(folder, resolved, manager, group, restart, events)
+        start = None  # the run fine-tuning starts from (seqkit.initialize)
         if latest is not None:
             task.load_state_dict(meta["task_state"])
+        elif init is not None:
+            start = read_init(init, resolved, manager)
+            take_task_state(task, start, resolved)  # its tokenizers: no fit
         else:
             if group.is_main:
                 fit(task, resolved.data, prepared, events)  # or the state fitted on the same data before
@@ -173,6 +186,9 @@ def _train_resolved(config: str | Path | dict | RunConfig, resolved: RunConfig, 
         trainer = Trainer(resolved, folder, task, manager, events, group, prepared)
         if latest is not None:
             trainer.resume(latest)
+        elif start is not None:
+            ckpt.load_weights(trainer.model, start.tensors, start.path)
+            events.message(f"initialised from {start.path}")
         if group.is_main:
             # repair what a crash between the writes of one step left (see seqkit.trainer)
             folder.remove_temporaries()

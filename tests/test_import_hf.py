@@ -169,3 +169,61 @@ def test_a_missing_extra_names_the_pip_command(marian, tmp_path, monkeypatch):
         seqkit.import_hf(marian, tmp_path / "run")
     result = CliRunner().invoke(cli, ["import", "hf", str(marian), "--out", str(tmp_path / "run")])
     assert result.exit_code == 2 and "pip install 'seqkit[hf]'" in result.output
+
+
+def finetune_config(imported, tmp_path, **model_changes) -> dict:
+    """The imported run's [model] and [task] with the numbers data as its files."""
+    from seqkit.config import tomllib
+
+    stored = tomllib.loads((imported / "config.toml").read_text())
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for split, offset, count in (("train", 0, 2000), ("valid", 12000, 40)):
+        (data / f"{split}.tsv").write_text("".join(f"{s}\t{t}\n" for s, t in pairs(count, offset)))
+    model = stored["model"]
+    for key, value in model_changes.items():
+        part, _, name = key.partition("__")
+        model[part][name] = value
+    return {"seed": 2, "task": {**stored["task"], "train": str(data / "train.tsv"),
+                                "valid": str(data / "valid.tsv")},
+            "model": model, "data": {"max_source_len": 40, "max_target_len": 30},
+            "train": {"steps": 40, "lr": 3e-3, "warmup_steps": 5, "eval_every": 40, "eval_examples": 8,
+                      "log_every": 10}}
+
+
+def test_fine_tuning_starts_from_the_imported_weights(imported, tmp_path):
+    before = seqkit.load(imported)
+    config = finetune_config(imported, tmp_path)
+    before.use_data("valid", tmp_path / "data" / "valid.tsv")
+    loss_before = before.evaluate("valid")[0]["loss"]
+    seqkit.train(config, out=tmp_path / "tuned", init=imported, test=False)
+    after = seqkit.load(tmp_path / "tuned")
+    after.use_data("valid", tmp_path / "data" / "valid.tsv")
+    loss_after = after.evaluate("valid")[0]["loss"]
+    assert loss_after < loss_before - 1.0  # the loss falls
+    # the tokenizers are the imported ones, not fitted again on the new data
+    assert after.task.state_dict() == before.task.state_dict()
+    texts = [s for s, _ in pairs(8, offset=12000)]
+    assert after.generate(texts, max_len=20) != before.generate(texts, max_len=20)
+    # the first step starts from the imported weights: one step at lr 0 changes nothing
+    seqkit.train({**config, "train": {**config["train"], "steps": 1, "lr": 0.0, "eval_every": 1}},
+                 out=tmp_path / "zero", init=imported, test=False)
+    zero = seqkit.load(tmp_path / "zero")
+    assert zero.generate(texts, max_len=20) == before.generate(texts, max_len=20)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"encoder__layers": 3}, "model.encoder.layers: .* has 2, this config 3"),
+    ({"decoder__activation": "relu"}, "model.decoder.activation: .* has 'gelu', this config 'relu'"),
+])
+def test_fine_tuning_needs_the_same_architecture(imported, tmp_path, change, message):
+    with pytest.raises(ConfigError, match=message):
+        seqkit.train(finetune_config(imported, tmp_path, **change), out=tmp_path / "tuned", init=imported)
+    assert not (tmp_path / "tuned" / "best.safetensors").exists()
+
+
+def test_fine_tuning_keeps_the_tokenizers_as_they_are(imported, tmp_path):
+    config = finetune_config(imported, tmp_path)
+    config["task"]["shared_vocab"] = True  # would save one of the two tokenizers
+    with pytest.raises(ConfigError, match="task.shared_vocab: the task of this config does not keep"):
+        seqkit.train(config, out=tmp_path / "tuned", init=imported)
