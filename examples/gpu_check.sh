@@ -90,7 +90,8 @@ record() {
 }
 
 # run_step NAME LIMIT_S COMMAND...: runs COMMAND under LIMIT_S (or less, if the budget has less
-# left), its output into the log, the terminal and the step's own file; records how it ended.
+# left), its output into the log and the step's own file (the terminal gets the timestamps and the
+# summary: what a tool that keeps the end of the output shows); records how it ended.
 run_step() {
     local name=$1 limit=${GPU_CHECK_STEP_TIMEOUT_S:-$2} left began rc
     shift 2
