@@ -62,6 +62,8 @@ def export(model, folder: Path) -> list[str]:
         decoder_start_token_id=BOS, bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
         max_length=max_len + 2, num_beams=1, do_sample=False, suppress_tokens=[PAD, BOS],
         forced_eos_token_id=EOS)
+    # (length_penalty = 0, seqkit's default, cannot be stored beside num_beams = 1: beam search in
+    # transformers gives seqkit's outputs with generate(num_beams=K, length_penalty=0.0))
     marian.save_pretrained(str(folder))
     save_fast_tokenizer(tokenizer_of(model), folder, model.config.data.max_source_len)
     return sorted(p.name for p in folder.iterdir())

@@ -81,6 +81,8 @@ def test_export_loads_in_transformers_and_decodes_as_seqkit(run, tmp_path):
     hf = AutoModelForSeq2SeqLM.from_pretrained(str(folder))
     ids = tokenizer(texts[0], return_tensors="pt").input_ids
     assert tokenizer.decode(hf.generate(ids)[0], skip_special_tokens=True) == model.generate(texts[0])
+    beam = hf.generate(ids, num_beams=4, length_penalty=0.0)[0]
+    assert tokenizer.decode(beam, skip_special_tokens=True) == model.generate(texts[0], beam=4)
 
 
 def test_cli_export(run, tmp_path):
