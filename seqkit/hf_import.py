@@ -4,7 +4,7 @@ The folder needs config.json, model.safetensors (a pickled pytorch_model.bin is 
 never unpickles) and a tokenizer: source.spm/target.spm with vocab.json (Opus-MT's files), or a
 Unigram tokenizer.json. Nothing is downloaded. The run folder holds config.toml (a translation task
 with no data files, the Transformer the weights fit) and best.safetensors, so ``seqkit generate``,
-``eval --data`` and ``score`` work on it, and ``train --init`` fine-tunes from it.
+``eval --data`` and ``score`` work on it, and ``seqkit.train(config, init=RUN)`` fine-tunes from it.
 
 Marian's vocabulary is renumbered into seqkit's layout (see seqkit.hf_tokenizer.marian_order) and
 the residual stream reordered (see seqkit.marian); the import then checks, on sample text, that the

@@ -59,7 +59,8 @@ def import_group() -> None:
 def import_hf_command(ctx: click.Context, folder: Path, out: Path, check: int) -> None:
     """Import a local Hugging Face MarianMT FOLDER (an Opus-MT model: config.json,
     model.safetensors, source.spm, target.spm, vocab.json) as the run folder --out, which
-    `seqkit generate`, `eval --data`, `score` and `train --init` use. Nothing is downloaded."""
+    `seqkit generate`, `eval --data` and `score` use, and fine-tuning starts from
+    (seqkit.train(config, init=RUN)). Nothing is downloaded."""
     from seqkit.api import import_hf
 
     result = import_hf(folder, out, check=check, manager=plugin_manager(ctx))
