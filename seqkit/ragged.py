@@ -60,9 +60,15 @@ class TokenArrays:
         own last id (a target keeps its eos: the first limit - 1 ids, then the last)."""
         lengths = np.minimum(self.lengths, limit)
         old_starts, new_ends = self.starts, np.cumsum(lengths)
-        offsets = np.arange(int(new_ends[-1]) if len(lengths) else 0) - np.repeat(new_ends - lengths, lengths)
-        index = np.repeat(old_starts, lengths) + offsets  # the first `limit` ids of each row
+        index = np.repeat(old_starts, lengths) + within(lengths)  # the first `limit` ids of each row
         if keep_last:
             cut = (self.lengths > limit) & (lengths > 0)
             index[new_ends[cut] - 1] = old_starts[cut] + self.lengths[cut] - 1
         return TokenArrays(self.ids[index], lengths)
+
+
+def within(lengths: np.ndarray) -> np.ndarray:
+    """For rows of ``lengths`` laid end to end, each position's place in its row:
+    [2, 0, 3] -> [0, 1, 0, 1, 2]."""
+    ends = np.cumsum(lengths)
+    return np.arange(int(ends[-1]) if len(ends) else 0) - np.repeat(ends - lengths, lengths)

@@ -42,6 +42,7 @@ from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import SPECIAL_TOKENS, UNK
 from seqkit.ragged import TokenArrays
 from seqkit.tokenizer_options import BYTE_TOKENS, KINDS, check_options
+from seqkit.word_cache import WordCache
 
 TokenizerKind = Literal["char", "word", "bpe"]
 NORMALIZE: tuple[str, ...] = ("nfkc", "none")
@@ -59,6 +60,7 @@ class Tokenizer:
     def __init__(self, backend: HFTokenizer, kind: str):
         self.backend = backend
         self.kind = kind
+        self._words: WordCache | None | bool = False  # made at the first encode_batch (or None)
         vocab = backend.get_vocab(with_added_tokens=True)
         for expected, token in enumerate(SPECIAL_TOKENS):
             if vocab.get(token) != expected:
@@ -94,9 +96,16 @@ class Tokenizer:
         # the trainer does not split special and user tokens off as encoding does (a literal
         # "<bos>" in the text would become a second "<bos>" word): it learns from the normalised
         # text between them (the normalizer is put back after training)
+        words = _word_cache(backend, [*tokens, *SPECIAL_TOKENS])
         normalizer, backend.normalizer = backend.normalizer, None
-        pieces = _between(texts, [*tokens, *SPECIAL_TOKENS], _normalize_function(normalizer))
-        backend.train_from_iterator(pieces, trainer)
+        normalize = _normalize_function(normalizer)
+        if words is None:
+            backend.train_from_iterator(_between(texts, [*tokens, *SPECIAL_TOKENS], normalize), trainer)
+        else:  # the same counts, a word at a time (seqkit.word_cache), given as lines of tokens
+            counts = words.counts(texts, lambda text: _between([text], [*tokens, *SPECIAL_TOKENS], normalize))
+            words_split, backend.pre_tokenizer = backend.pre_tokenizer, pre_tokenizers.Split("\n", "removed")
+            backend.train_from_iterator(_repeated(counts), trainer)
+            backend.pre_tokenizer = words_split
         backend.normalizer = normalizer
         if byte_fallback:
             backend = _with_byte_tokens(backend)
@@ -152,9 +161,15 @@ class Tokenizer:
 
     def encode_batch(self, texts: list[str]) -> TokenArrays:
         """``encode`` of each text, computed together by the tokenizers library (in Rust, on every
-        core), as flat arrays."""
-        encodings = self.backend.encode_batch(texts, add_special_tokens=False)
-        arrays = TokenArrays.from_lists([encoding.ids for encoding in encodings])
+        core), or a word at a time from a cache of words where that gives the same ids
+        (:mod:`seqkit.word_cache`), as flat arrays."""
+        if self._words is False:
+            self._words = _word_cache(self.backend)
+        if self._words is not None:
+            arrays = self._words.encode(texts)
+        else:
+            encodings = self.backend.encode_batch(texts, add_special_tokens=False)
+            arrays = TokenArrays.from_lists([encoding.ids for encoding in encodings])
         arrays.ids[arrays.ids < UNK] = UNK  # as encode: a literal <pad>/<bos>/<eos> is unknown
         return arrays
 
@@ -218,6 +233,14 @@ def _between(texts: Iterable[str], tokens: list[str], normalize: Callable[[str],
         yield from (piece for piece in pattern.split(normalize(text)) if piece)
 
 
+def _repeated(counts: dict[str, int], most: int = 4096) -> Iterator[str]:
+    """Each token as many times as it counts, as lines of at most ``most`` of it (what the HF
+    trainer reads as a text, so longer lines would cost memory)."""
+    for token, times in counts.items():
+        for start in range(0, times, most):
+            yield "\n".join([token] * min(most, times - start))
+
+
 def _normalize_function(normalizer: normalizers.Normalizer | None) -> Callable[[str], str]:
     return (lambda text: text) if normalizer is None else normalizer.normalize_str
 
@@ -253,6 +276,34 @@ def _empty_backend(kind: str, normalizer: normalizers.Normalizer | None, byte_fa
     if normalizer is not None:
         backend.normalizer = normalizer
     return backend
+
+
+def _word_cache(backend: HFTokenizer, added: list[str] | None = None) -> WordCache | None:
+    """A WordCache over ``backend`` when it encodes word by word: a ``bpe`` or ``word`` tokenizer
+    as :meth:`Tokenizer.train` builds them, with whitespace "collapse" (deterministic: no BPE
+    dropout); None for any other (a char tokenizer, whitespace kept, a foreign tokenizer.json).
+    ``added``: the added tokens, if not yet added to ``backend`` (when training)."""
+    model = backend.model
+    if isinstance(model, models.BPE):
+        if model.dropout is not None:
+            return None
+        kind = "bpe"
+    elif isinstance(model, models.WordLevel):
+        kind = "word"
+    else:
+        return None
+    words_split = _empty_backend(kind, None, vocab={}).pre_tokenizer
+    if backend.pre_tokenizer is None or backend.normalizer is None or \
+            backend.pre_tokenizer.__getstate__() != words_split.__getstate__():
+        return None
+    normalizer = backend.normalizer.__getstate__()
+    for normalize in NORMALIZE:
+        for lowercase in (False, True):
+            if normalizer == _normalizer(normalize, "collapse", lowercase).__getstate__():
+                if added is None:
+                    added = [token.content for token in backend.get_added_tokens_decoder().values()]
+                return WordCache(backend, added, lowercase)
+    return None
 
 
 def _with_byte_tokens(backend: HFTokenizer) -> HFTokenizer:
