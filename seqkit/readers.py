@@ -142,22 +142,26 @@ def _unescape(text: str, field_number: int | None = None) -> str:
 def read_tsv(path: Path | str, *, escapes: bool = False) -> Iterator[Example]:
     """``source<TAB>target`` per line; blank lines are skipped. With ``escapes``, ``\\t`` ``\\n``
     ``\\r`` ``\\\\`` in a field are decoded (any other escape is a bad line)."""
-    count, bad = 0, _BadLines(path)
-    for number, line in _lines(path, bad):
-        if line is None or not line.strip():
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2:
-            bad(number, f"expected 2 TAB-separated fields (source, target), got {len(fields)}")
-            continue
-        if escapes and "\\" in line:
-            try:
-                fields = [_unescape(text, i) for i, text in enumerate(fields, start=1)]
-            except _BadEscape as exc:
-                bad(number, str(exc))
+    count, bad, name = 0, _BadLines(path), str(path)
+    for first, lines, problems in _line_blocks(path):  # (a block at a time: this runs per line)
+        for number, line in enumerate(lines, start=first):
+            if line is None:
+                bad(number, problems[number])
                 continue
-        count += 1
-        yield Example(fields[0], fields[1], f"{path}:{number}")
+            fields = line.split("\t")
+            if len(fields) != 2 or line.isspace():
+                if not line.strip():
+                    continue
+                bad(number, f"expected 2 TAB-separated fields (source, target), got {len(fields)}")
+                continue
+            if escapes and "\\" in line:
+                try:
+                    fields = [_unescape(text, i) for i, text in enumerate(fields, start=1)]
+                except _BadEscape as exc:
+                    bad(number, str(exc))
+                    continue
+            count += 1
+            yield Example(fields[0], fields[1], f"{name}:{number}")
     bad.finish(count)
 
 
@@ -365,10 +369,24 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 MAX_LINE_BYTES = 64 << 20  # one example per line: a longer "line" is not text data (/dev/zero, a binary)
 
 
+_BLOCK = 1 << 20  # bytes read at a time
+
+
 def _lines(path: Path | str, bad: _BadLines) -> Iterator[tuple[int, str | None]]:
     """(line number, text without its newline) for each line of ``path``, a regular file (a
     device or a pipe could be endless); the text is None for a line that is not UTF-8 or longer
     than MAX_LINE_BYTES, after ``bad`` was told (it raises, or counts and the line is skipped)."""
+    for first, lines, problems in _line_blocks(path):
+        for number, line in enumerate(lines, start=first):
+            if line is None:
+                bad(number, problems[number])
+            yield number, line
+
+
+def _line_blocks(path: Path | str) -> Iterator[tuple[int, list[str | None], dict[int, str]]]:
+    """The lines of ``path`` as :func:`_lines` gives them, a block at a time: (number of the
+    block's first line, its lines, the problem of each bad line by number). A block is read and
+    decoded at once, and line by line only where one of its lines is bad."""
     try:
         if (kind := not_a_file(path)) is not None:  # before open: opening a pipe waits for a writer
             raise DataError(f"{path}: {kind}, not a data file")
@@ -378,22 +396,56 @@ def _lines(path: Path | str, bad: _BadLines) -> Iterator[tuple[int, str | None]]
     except OSError as exc:
         raise DataError(f"{path}: cannot read: {exc.strerror}") from None
     with handle:
-        number = 0
-        while raw := handle.readline(MAX_LINE_BYTES + 1):
-            number += 1
-            if len(raw) > MAX_LINE_BYTES:
-                bad(number, f"a line longer than {MAX_LINE_BYTES >> 20} MiB; is this a text file of one "
-                            "example per line?")
-                while raw and not raw.endswith(b"\n"):  # skipped: read on to the line's end
-                    raw = handle.readline(MAX_LINE_BYTES + 1)
-                yield number, None
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad(number, f"not UTF-8 text (byte {exc.start + 1})")
-                yield number, None
-                continue
-            if number == 1:
-                text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the data
-            yield number, text.removesuffix("\n").removesuffix("\r")
+        number, rest, skipping = 0, b"", False  # lines given; a line's start; reading past a long one
+        while data := handle.read(_BLOCK):
+            if skipping:
+                end = data.find(b"\n")
+                if end < 0:
+                    continue
+                data, skipping = data[end + 1:], False
+            data = rest + data
+            cut = data.rfind(b"\n") + 1
+            rest = data[cut:]
+            if cut:
+                lines, problems = _decoded(data[:cut - 1], number, MAX_LINE_BYTES)
+                yield number + 1, lines, problems
+                number += len(lines)
+            if len(rest) > MAX_LINE_BYTES:  # too long already, its end not read yet
+                number += 1
+                yield number, [None], {number: _too_long()}
+                rest, skipping = b"", True
+        if rest:  # the last line, without a newline
+            yield number + 1, *_decoded(rest, number, MAX_LINE_BYTES + 1)
+
+
+def _too_long() -> str:
+    return f"a line longer than {MAX_LINE_BYTES >> 20} MiB; is this a text file of one example per line?"
+
+
+def _decoded(block: bytes, before: int, limit: int) -> tuple[list[str | None], dict[int, str]]:
+    """The lines of ``block`` (lines ``before`` + 1, ...; newlines between them), each decoded,
+    without a final carriage return (nor a byte-order mark on line 1); None for a line of
+    ``limit`` bytes or more (a line and its newline longer than MAX_LINE_BYTES) or not UTF-8,
+    with its problem by line number."""
+    problems: dict[int, str] = {}
+    try:
+        lines: list[str | None] = block.decode("utf-8").split("\n")
+        if len(block) >= limit and max(map(len, block.split(b"\n"))) >= limit:
+            raise ValueError("a line is too long")
+    except ValueError:  # (UnicodeDecodeError is one) line by line, naming the bad ones
+        lines = []
+        for number, raw in enumerate(block.split(b"\n"), start=before + 1):
+            text = None
+            if len(raw) >= limit:
+                problems[number] = _too_long()
+            else:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    problems[number] = f"not UTF-8 text (byte {exc.start + 1})"
+            lines.append(text)
+    if before == 0 and lines[0] is not None:
+        lines[0] = lines[0].removeprefix("\ufeff")  # a byte-order mark is not part of the data
+    if b"\r" in block:
+        lines = [line.removesuffix("\r") if line is not None else None for line in lines]
+    return lines, problems

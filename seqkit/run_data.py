@@ -8,6 +8,8 @@ processes of one machine share one copy of the data in the page cache.
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -54,21 +56,37 @@ def fit(task: Task, data: DataConfig, prepared: Prepared | None, events: Events)
 def fit_sample(examples: Iterable[Example], limit: int, seed: int = 0) -> Iterator[Example]:
     """At most ``limit`` (0: no limit) of ``examples``, each as likely as any other (reservoir
     sampling, seeded: the same data give the same sample), in the order they came. A split no
-    larger than ``limit`` is passed through as it is."""
+    larger than ``limit`` is passed through as it is. Past the first ``limit``, the examples
+    skipped are passed over in C, without a draw each (Li's algorithm L)."""
     if limit == 0:
         yield from examples
         return
     rng = random.Random(seed)
-    kept: list[tuple[int, Example]] = []
-    for i, example in enumerate(examples):
-        if i < limit:
-            kept.append((i, example))
-        else:
-            j = rng.randrange(i + 1)
-            if j < limit:
-                kept[j] = (i, example)
+    examples = iter(examples)
+    kept = list(itertools.islice(enumerate(examples), limit))  # (index, example)
+    if len(kept) == limit:
+        log_weight = math.log(_draw(rng)) / limit  # (in logs: near 1, 1 - weight would round to 0)
+        index = limit - 1
+        while True:
+            skip = math.floor(math.log(_draw(rng)) / math.log(-math.expm1(log_weight)))
+            example = next(itertools.islice(examples, skip, None), _END)
+            if example is _END:
+                break
+            index += skip + 1
+            kept[rng.randrange(limit)] = (index, example)
+            log_weight += math.log(_draw(rng)) / limit
     kept.sort(key=lambda pair: pair[0])
     yield from (example for _, example in kept)
+
+
+_END = object()
+
+
+def _draw(rng: random.Random) -> float:
+    """A number in (0, 1)."""
+    while not (value := rng.random()):
+        pass
+    return value
 
 
 def train_split(task: Task, data: DataConfig, prepared: Prepared | None, group: Group,

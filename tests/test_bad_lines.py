@@ -231,3 +231,51 @@ def test_config_check_and_a_later_evaluation_follow_the_policy_too(tmp_path):
     seqkit.train(config, out=tmp_path / "run", test=False)
     metrics, _ = seqkit.load(tmp_path / "run").evaluate("test")
     assert metrics["examples"] == 2
+
+
+def _reference_lines(path, limit):
+    """What the readers gave when they read a line at a time (readline), for comparison."""
+    lines = []
+    with open(path, "rb") as handle:
+        number = 0
+        while raw := handle.readline(limit + 1):
+            number += 1
+            if len(raw) > limit:
+                while raw and not raw.endswith(b"\n"):
+                    raw = handle.readline(limit + 1)
+                lines.append((number, "too long"))
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                lines.append((number, "not utf-8"))
+                continue
+            text = text.removeprefix("\ufeff") if number == 1 else text
+            lines.append((number, text.removesuffix("\n").removesuffix("\r")))
+    return lines
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 31, 32, 33, 64, 1 << 20])
+@pytest.mark.parametrize("ending", ["", "\n", "\r\n"])
+def test_reading_a_block_at_a_time_gives_the_lines_of_reading_a_line_at_a_time(
+        tmp_path, monkeypatch, short_lines, block, ending):
+    monkeypatch.setattr(seqkit.readers, "_BLOCK", block)
+    lines = ["\ufeffbom\tfirst", "", "\r", "crlf\tend\r", "é\tü ünïcode", "x" * 31, "y" * 32, "z" * 33,
+             "w" * 100, "after\tlong", "\t", "  ", "a\\tb\tc", "ok\tfine", "x" * 31 + "\r"]
+    data = "\n".join(lines).encode() + b"\n\xff\xfebad\tutf\nlast\tline" + ending.encode()
+    path = tmp_path / "data.tsv"
+    path.write_bytes(data)
+    told = []
+    with reading(bad_lines="skip"):
+        bad = seqkit.readers._BadLines(path)
+        found = []
+        for number, text in seqkit.readers._lines(path, bad):
+            found.append((number, text))
+            if text is None:
+                told.append((number, bad.count))
+    expected = _reference_lines(path, 32)
+    kinds = {"too long", "not utf-8"}
+    assert [(n, t) for n, t in found if t is not None] == [(n, t) for n, t in expected if t not in kinds]
+    assert [n for n, t in found if t is None] == [n for n, t in expected if t in kinds] == [7, 8, 9, 15, 16]
+    assert [count for _, count in told] == [1, 2, 3, 4, 5]  # each bad line told to `bad` once, in order
+    assert bad.first.startswith("line 7: a line longer than")
