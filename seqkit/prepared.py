@@ -4,8 +4,9 @@ and process of the machine (where they live and what names them: ``seqkit.data_c
 The layout follows fairseq's and Megatron's indexed datasets and nanoGPT's token files: per field
 (source, target) one flat array of every example's values (``.bin``, the smallest dtype that holds
 them: uint16 token ids below 65,536) and one int64 array of offsets (``.idx``, n + 1 entries), plus
-each example's size in a batch (``.sizes``), read through ``numpy.memmap`` so that processes share
-the page cache instead of each holding a copy. A JSON manifest says what the files hold and what
+each example's size in a batch (``.sizes``, memory-mapped). Rows are read with ``pread``: processes
+share the page cache instead of each holding a copy, and none maps the files' pages into its own
+memory. A JSON manifest says what the files hold and what
 they were made from. Files are checked against the manifest's sizes and SHA-256 when opened: a
 damaged folder is reported and prepared again. A folder is written under a temporary name and
 renamed into place, so a reader never sees half of one, and two processes preparing the same data
@@ -154,25 +155,50 @@ def write_split(folder: Path, split: str, items: Iterable[tuple[Tensor | None, T
 
 
 class _Field:
-    """One field of a prepared split, memory-mapped."""
+    """One field of a prepared split. Rows are read with ``pread`` into buffers of their own: the
+    bytes come from the page cache, which every process of the machine shares, and nothing is
+    mapped into the process, so its memory does not grow with the corpus (a memory map would keep
+    every page it touched, and the pages around them, in the process's resident set)."""
 
     def __init__(self, stem: Path, meta: dict[str, Any]):
         self.meta = meta
-        trailing = tuple(meta["trailing"])
-        self.values = np.memmap(f"{stem}.bin", dtype=meta["store"], mode="r",
-                                shape=(meta["values"], *trailing)) if meta["values"] else \
-            np.zeros((0, *trailing), dtype=meta["store"])
-        self.offsets = np.memmap(f"{stem}.idx", dtype=np.int64, mode="r", shape=(meta["rows"] + 1,))
+        self.bin, self.idx = Path(f"{stem}.bin"), Path(f"{stem}.idx")
+        self.trailing = tuple(meta["trailing"])
+        self.store = np.dtype(meta["store"])
+        self.value_bytes = self.store.itemsize * int(np.prod(self.trailing, dtype=np.int64))
         self.dtype = getattr(torch, meta["dtype"])
+        expected_bytes = {self.bin: meta["values"] * self.value_bytes, self.idx: (meta["rows"] + 1) * 8}
+        for path, expected in expected_bytes.items():
+            try:
+                found = path.stat().st_size
+            except OSError as exc:
+                raise _Damaged(f"{path.name}: {exc.strerror}") from None
+            if found != expected:
+                raise _Damaged(f"{path.name} has {found} bytes, its rows need {expected}")
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return np.diff(np.fromfile(self.idx, dtype=np.int64))
 
-    def row(self, i: int) -> Tensor:
-        array = np.array(self.values[self.offsets[i]:self.offsets[i + 1]])  # a copy: torch may write
-        value = torch.from_numpy(array).to(self.dtype)
-        return value.reshape(()) if self.meta["scalar"] else value
+    def rows(self, indices: Iterable[int]) -> list[Tensor]:
+        """The rows at ``indices``, each a tensor of its own."""
+        values = []
+        with open(self.idx, "rb", buffering=0) as idx, open(self.bin, "rb", buffering=0) as data:
+            for i in indices:
+                start, end = np.frombuffer(_read(idx, 16, 8 * i), dtype=np.int64).tolist()
+                array = np.frombuffer(_read(data, (end - start) * self.value_bytes, start * self.value_bytes),
+                                      dtype=self.store).reshape(-1, *self.trailing)
+                value = torch.from_numpy(array).to(self.dtype)
+                values.append(value.reshape(()) if self.meta["scalar"] else value)
+        return values
+
+
+def _read(handle: Any, size: int, offset: int) -> bytearray:
+    """``size`` bytes of ``handle`` at ``offset``, in a buffer of their own (writable, for torch)."""
+    buffer = bytearray(size)
+    if size and os.preadv(handle.fileno(), [buffer], offset) != size:
+        raise DataError(f"{handle.name}: shorter than its manifest says (changed while in use?)")
+    return buffer
 
 
 @dataclass
@@ -220,13 +246,17 @@ class PreparedSplit:
         return source is not None and source.dtype.is_floating_point
 
     def __getitem__(self, index: int) -> EncodedExample:
+        return self.examples([index])[0]
+
+    def examples(self, indices: list[int]) -> list[EncodedExample]:
         source = self.fields.get("source")
-        return EncodedExample(source.row(index) if source is not None else None,
-                              self.fields["target"].row(index))
+        sources = source.rows(indices) if source is not None else [None] * len(indices)
+        targets = self.fields["target"].rows(indices)
+        return [EncodedExample(source, target) for source, target in zip(sources, targets, strict=True)]
 
     def batch(self, indices: Iterable[int]) -> Batch:
         indices = list(indices)
-        return collate([self[i] for i in indices], indices)
+        return collate(self.examples(indices), indices)
 
 
 # -- the folder ---------------------------------------------------------------------------------

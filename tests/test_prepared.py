@@ -214,3 +214,19 @@ def test_a_reader_that_trusts_the_folder_never_removes_it(tmp_path):
     target.write_bytes(target.read_bytes()[:-2])
     assert open_split(split.folder, "train", verify=False) is None and target.exists()
     assert open_split(split.folder, "train") is None and not split.folder.exists()  # a checking reader
+
+
+def test_rows_are_read_from_the_files_not_mapped_and_a_file_cut_under_a_reader_is_an_error(tmp_path):
+    config = config_for("translation", tmp_path)
+    split = Prepared.of("translation", config.task.options, tmp_path / "cache").split(
+        fitted(config), "train", config.data, encode_in_memory)
+    opened = open_split(split.folder, "train")
+    before = [opened[i].target.tolist() for i in range(len(opened))]
+    with open("/proc/self/maps") as maps:
+        mapped = maps.read()
+    assert "train.target.bin" not in mapped and "train.source.idx" not in mapped  # pread, no memory map
+    target = split.folder / "train.target.bin"
+    target.write_bytes(target.read_bytes()[:-2])  # cut while open: the last row now reads short
+    assert [opened[i].target.tolist() for i in range(len(opened) - 1)] == before[:-1]
+    with pytest.raises(DataError, match=r"train\.target\.bin: shorter than its manifest says"):
+        opened.batch(range(len(opened)))
