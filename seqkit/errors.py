@@ -42,6 +42,11 @@ class BackendUnavailableError(SeqkitError):
     """A device backend was asked for that cannot run here."""
 
 
+class ExportError(SeqkitError):
+    """An exported (or imported) model does not do what seqkit's does: its tokenizer gives other
+    ids, or greedy decoding gives other tokens, for a sample input named in the message."""
+
+
 class GenerationError(SeqkitError):
     """Generation cannot satisfy its constraints (``min_len`` against ``no_repeat_ngram``) for an
     input; ``row`` is the input's row in the batch searched, when known."""

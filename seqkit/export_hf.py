@@ -14,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from seqkit.errors import ConfigError, GenerationError
-from seqkit.exporters import ExportError
+from seqkit.errors import ConfigError, ExportError, GenerationError
 from seqkit.hf_tokenizer import save_fast_tokenizer
 from seqkit.interfaces import BOS, EOS, PAD
 from seqkit.marian import marian_config, to_marian_state
@@ -30,6 +29,11 @@ def check_exportable(model) -> dict:
     config = marian_config(model.config, model.meta.get("components") or {}, model.model.shape)
     tokenizer_of(model)
     return config
+
+
+def source_eos(model) -> bool:
+    """Whether the run's sources end with <eos> (``task.source_eos``, as an imported Marian's do)."""
+    return bool(getattr(model.config.task.options, "source_eos", False))
 
 
 def tokenizer_of(model) -> Tokenizer:
@@ -65,7 +69,7 @@ def export(model, folder: Path) -> list[str]:
     # (length_penalty = 0, seqkit's default, cannot be stored beside num_beams = 1: beam search in
     # transformers gives seqkit's outputs with generate(num_beams=K, length_penalty=0.0))
     marian.save_pretrained(str(folder))
-    save_fast_tokenizer(tokenizer_of(model), folder, model.config.data.max_source_len)
+    save_fast_tokenizer(tokenizer_of(model), folder, model.config.data.max_source_len, source_eos(model))
     return sorted(p.name for p in folder.iterdir())
 
 
@@ -101,7 +105,7 @@ def verify(model, folder: Path, texts: list[str]) -> int:
     except GenerationError as exc:
         raise ConfigError(f"export check: seqkit cannot decode a sample input: {exc}") from None
     for i, (text, source, output, ours) in enumerate(zip(texts, sources, outputs, found, strict=True)):
-        expected = tokenizer.encode(text)
+        expected = tokenizer.encode(text) + [EOS] * source_eos(model)
         if source != expected:
             raise ExportError(f"export check failed: input {i + 1} ({_short(text)}): the exported tokenizer "
                               f"gives ids {_short(source)}, seqkit {_short(expected)}")

@@ -17,13 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqkit import storage
-from seqkit.errors import ConfigError, DataError, SeqkitError, StorageError
-
-
-class ExportError(SeqkitError):
-    """An exported (or imported) model does not do what seqkit's does: its tokenizer gives other
-    ids, or greedy decoding gives other tokens, for a sample input named in the message."""
-
+from seqkit.errors import ConfigError, DataError, StorageError
 
 EXPORTERS = {"hf": "seqkit.export_hf"}
 EXTRAS = {"hf": ("transformers", "sentencepiece", "google.protobuf")}

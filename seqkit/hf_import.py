@@ -13,7 +13,6 @@ seqkit tokenizer gives Marian's ids and that seqkit and the Marian model decode 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import warnings
@@ -21,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer as HFTokenizer
 
 from seqkit import checkpoint as ckpt
 from seqkit.config import load_config
-from seqkit.errors import CheckpointError, ConfigError, DataError
-from seqkit.exporters import ExportError
+from seqkit.errors import CheckpointError, ConfigError, DataError, ExportError
 from seqkit.hf_tokenizer import (
     fast_tokenizer_vocab,
     marian_order,
@@ -33,7 +32,7 @@ from seqkit.hf_tokenizer import (
     read_vocab,
     renumbered,
 )
-from seqkit.interfaces import EOS
+from seqkit.interfaces import EOS, Example
 from seqkit.marian import from_marian_state, seqkit_options
 from seqkit.model import build_model, task_label, task_model_shape
 from seqkit.run_folder import RunFolder, model_meta
@@ -123,15 +122,23 @@ def tokenizers(folder: Path, config: dict) -> tuple[Tokenizer, Tokenizer, list[i
     raise DataError(f"{folder}: no tokenizer (source.spm and vocab.json, or tokenizer.json)")
 
 
-def run_config(marian: dict, source: Tokenizer, target: Tokenizer, manager) -> dict:
-    """The seqkit config (as TOML data) of the imported model."""
+def appends_eos(folder: Path, eos: int) -> bool:
+    """Whether the folder's tokenizer ends a source with </s> (``eos``, Marian's id): MarianTokenizer
+    (SentencePiece files) always does; a tokenizer.json when its post-processor does."""
+    if (folder / "source.spm").exists():
+        return True
+    backend = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+    plain, framed = (backend.encode("a", add_special_tokens=special).ids for special in (False, True))
+    return framed == [*plain, eos]
+
+
+def run_config(marian: dict, source: Tokenizer, target: Tokenizer, manager, source_eos: bool) -> dict:
+    """The seqkit config (as TOML data) of the imported model; ``source_eos``: the model was
+    trained on sources that end with </s>."""
     options = seqkit_options(marian)
     shared = source is target
     task = {"name": TASK, "tokenizer": "bpe", "vocab_size": max(source.vocab_size, target.vocab_size),
-            "shared_vocab": shared, "normalize": "none", "whitespace": "keep"}
-    task_options = manager.get("task", TASK).config_class
-    if "source_eos" in {f.name for f in dataclasses.fields(task_options)}:
-        task["source_eos"] = True  # Marian's sources end with </s>
+            "shared_vocab": shared, "normalize": "none", "whitespace": "keep", "source_eos": source_eos}
     length = min(options.encoder["max_positions"], options.decoder["max_positions"])
     return {
         "task": task,
@@ -153,7 +160,8 @@ def import_marian(folder: Path, out: Path, manager, check: int = 8) -> ImportRes
     if bias is not None and bool(bias.flatten().ne(0).index_fill(0, torch.tensor([ids["pad"]]), False).any()):
         raise ConfigError(f"{folder / 'model.safetensors'}: final_logits_bias is not zero; seqkit's output "
                           "head has no bias")
-    config = load_config(run_config(marian, source, target, manager), manager=manager)
+    config = load_config(run_config(marian, source, target, manager, appends_eos(folder, ids["eos"])),
+                         manager=manager)
     task = build_task(config, manager)
     task.load_state_dict({"tokenizer": source.to_json()} if source is target else
                          {"source_tokenizer": source.to_json(), "target_tokenizer": target.to_json()})
@@ -207,6 +215,7 @@ def verify(folder: Path, model, task, source: Tokenizer, order: list[int], ids: 
             if theirs != ours:
                 raise ExportError(f"import check failed: sample {i + 1} ({text!r}): seqkit's tokenizer gives "
                                 f"{ours}, Marian's {theirs}")
+        ours = task.encode(Example(text, None)).source.tolist()  # what seqkit decodes from (+ </s>)
         source_ids = torch.tensor([[order[t] for t in ours]])
         with torch.inference_mode(), quiet_transformers():
             out = hf.generate(source_ids, max_length=max_len + 2, num_beams=1, do_sample=False,

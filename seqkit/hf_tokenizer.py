@@ -23,7 +23,7 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers.models import Unigram
 
 from seqkit.errors import DataError
-from seqkit.interfaces import SPECIAL_TOKENS
+from seqkit.interfaces import EOS, SPECIAL_TOKENS
 from seqkit.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,20 @@ UNKNOWN_CHARACTER, NEVER = -1e6, -1e9
 # -- out ----------------------------------------------------------------------------------------
 
 
-def save_fast_tokenizer(tokenizer: Tokenizer, folder: Path, max_length: int) -> None:
+def save_fast_tokenizer(tokenizer: Tokenizer, folder: Path, max_length: int,
+                        source_eos: bool = False) -> None:
     """``tokenizer`` as a transformers fast-tokenizer folder; it encodes as seqkit encodes a source
-    (no <bos>/<eos> added) and decodes as seqkit decodes (special tokens skipped, no clean-up)."""
+    (no <bos> added; <eos> at the end with ``source_eos``, as the task's option) and decodes as
+    seqkit decodes (special tokens skipped, no clean-up)."""
+    from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
+    backend = HFTokenizer.from_str(tokenizer.to_json())
+    if source_eos:
+        backend.post_processor = processors.TemplateProcessing(
+            single=f"$A {SPECIAL_TOKENS[EOS]}", special_tokens=[(SPECIAL_TOKENS[EOS], EOS)])
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=HFTokenizer.from_str(tokenizer.to_json()),
+        tokenizer_object=backend,
         pad_token=SPECIAL_TOKENS[0], bos_token=SPECIAL_TOKENS[1], eos_token=SPECIAL_TOKENS[2],
         unk_token=SPECIAL_TOKENS[3], clean_up_tokenization_spaces=False, model_max_length=max_length)
     fast.save_pretrained(str(folder))

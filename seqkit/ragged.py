@@ -38,15 +38,16 @@ class TokenArrays:
         """Each sequence (a view)."""
         return np.split(self.ids, np.cumsum(self.lengths)[:-1]) if len(self) else []
 
-    def framed(self, bos: int, eos: int) -> TokenArrays:
-        """Each sequence as [bos, ...ids, eos]."""
-        lengths = self.lengths + 2
+    def framed(self, bos: int | None, eos: int) -> TokenArrays:
+        """Each sequence as [bos, ...ids, eos] ([...ids, eos] when ``bos`` is None)."""
+        lengths = self.lengths + (1 if bos is None else 2)
         ids = np.empty(int(lengths.sum()), dtype=np.int64)
         ends = np.cumsum(lengths)
-        ids[ends - lengths] = bos
-        ids[ends - 1] = eos
         inside = np.ones(len(ids), dtype=bool)
-        inside[ends - lengths] = False
+        if bos is not None:
+            ids[ends - lengths] = bos
+            inside[ends - lengths] = False
+        ids[ends - 1] = eos
         inside[ends - 1] = False
         ids[inside] = self.ids
         return TokenArrays(ids, lengths)

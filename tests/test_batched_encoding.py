@@ -10,6 +10,7 @@ import pytest
 from seqkit.config import load_config
 from seqkit.data import SplitEncoder
 from seqkit.data_cache import Prepared
+from seqkit.interfaces import EOS
 from seqkit.plugins import make_plugin_manager
 from seqkit.ragged import TokenArrays
 from seqkit.run_data import _encoded, batched
@@ -26,6 +27,7 @@ def test_token_arrays_operations():
     arrays = TokenArrays.from_lists([[5, 6], [], [7, 8, 9, 10]])
     assert [r.tolist() for r in arrays.rows()] == [[5, 6], [], [7, 8, 9, 10]]
     assert [r.tolist() for r in arrays.framed(1, 2).rows()] == [[1, 5, 6, 2], [1, 2], [1, 7, 8, 9, 10, 2]]
+    assert [r.tolist() for r in arrays.framed(None, 2).rows()] == [[5, 6, 2], [2], [7, 8, 9, 10, 2]]
     assert [r.tolist() for r in arrays.cut(3).rows()] == [[5, 6], [], [7, 8, 9]]
     assert [r.tolist() for r in arrays.cut(3, keep_last=True).rows()] == [[5, 6], [], [7, 8, 10]]
     assert [r.tolist() for r in arrays.take(np.array([False, True, True])).rows()] == [[], [7, 8, 9, 10]]
@@ -43,11 +45,11 @@ def test_tokenizer_batch_encoding_equals_one_by_one(kind, options):
     assert [r.tolist() for r in arrays.rows()] == [tokenizer.encode(t) for t in texts]
 
 
-def task_and_data(tmp_path, name, too_long):
+def task_and_data(tmp_path, name, too_long, **options):
     if name == "translation":
         (tmp_path / "train.tsv").write_text("\n".join(LINES) + "\n", encoding="utf-8")
         task = {"name": "translation", "train": str(tmp_path / "train.tsv"), "tokenizer": "word",
-                "vocab_size": 12, "user_tokens": ["%s"]}
+                "vocab_size": 12, "user_tokens": ["%s"], **options}
     else:
         texts = [line.split("\t")[1] for line in LINES]
         (tmp_path / "train.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -103,3 +105,15 @@ def test_a_max_target_len_below_two_is_the_same_error_either_way(tmp_path):
     config.data.max_target_len = 1
     with pytest.raises(ConfigError, match="data.max_target_len: must be at least 2"):
         list(SplitEncoder(task, "train", config.data, evaluation=False).chunks())
+
+
+def test_source_eos_ends_every_source_either_way(tmp_path):
+    """Marian-style sources ([...ids, eos]), as `seqkit import hf` configures: encode and encode_batch
+    agree, and the eos counts within data.max_source_len."""
+    config, task = task_and_data(tmp_path, "translation", "truncate", source_eos=True)
+    examples = list(task.examples("train"))
+    one = [task.encode(e).source.tolist() for e in examples]
+    assert all(ids[-1] == EOS and EOS not in ids[:-1] for ids in one)
+    assert [r.tolist() for r in task.encode_batch(examples).source.rows()] == one
+    kept = SplitEncoder(task, "train", config.data, evaluation=False)
+    assert all(len(source) <= config.data.max_source_len for _, source, _, _ in kept)

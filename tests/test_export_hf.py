@@ -11,8 +11,7 @@ from click.testing import CliRunner
 import seqkit  # noqa: I001  (after the skip: transformers must be there)
 from seqkit import export_hf
 from seqkit.cli import cli
-from seqkit.errors import ConfigError, StorageError
-from seqkit.exporters import ExportError
+from seqkit.errors import ConfigError, ExportError, StorageError
 from tests.marian_support import pairs
 
 DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
@@ -167,3 +166,21 @@ def test_export_then_import_gives_the_same_model_back(run, tmp_path):
     for beam in (1, 3):
         assert back.generate(texts, beam=beam, max_len=30) == original.generate(texts, beam=beam, max_len=30)
     assert back.score(texts[0], "trois") == pytest.approx(original.score(texts[0], "trois"), abs=1e-4)
+
+
+def test_a_run_whose_sources_end_with_eos_exports_a_tokenizer_that_appends_it(tmp_path):
+    """task.source_eos (MarianMT's way, set by the import): the export's tokenizer appends <eos>
+    too, and the export check passes on those ids and the outputs; then the import finds it again."""
+    from transformers import AutoTokenizer
+
+    seqkit.train(config(task__source_eos=True, train__steps=20, train__eval_every=20), out=tmp_path / "run",
+                 test=False)
+    texts = [source for source, _ in pairs(6, offset=7000)]
+    assert seqkit.export(tmp_path / "run", "hf", tmp_path / "hf", texts=texts).checked == len(texts)
+    exported = AutoTokenizer.from_pretrained(str(tmp_path / "hf"))
+    model = seqkit.load(tmp_path / "run")
+    assert exported(texts[0]).input_ids == [*model.task.source_tokenizer.encode(texts[0]), 2]
+    seqkit.import_hf(tmp_path / "hf", tmp_path / "back")
+    back = seqkit.load(tmp_path / "back")
+    assert back.config.task.options.source_eos
+    assert back.generate(texts, max_len=20) == model.generate(texts, max_len=20)

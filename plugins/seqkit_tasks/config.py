@@ -139,6 +139,7 @@ class TranslationConfig:
     user_tokens: list[str] = field(default_factory=list)  # never split: each one token ("%s", "{name}")
     byte_fallback: bool = False  # bpe: unseen characters as byte tokens <0xNN>, not <unk>
     escapes: bool = False  # tsv/text/parallel: \t \n \r \\ in a field are tab, newline, CR, \
+    source_eos: bool = False  # each source ends with <eos> (as MarianMT/Opus-MT models were trained)
 
     def __post_init__(self):
         check_vocab_size(self)

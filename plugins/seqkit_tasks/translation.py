@@ -98,6 +98,8 @@ class TranslationTask(Task):
     def encode(self, example: Example) -> EncodedExample:
         source = require(self.source_tokenizer, "translation").encode(
             text_of(example.source, example.where, "source"))
+        if self.config.source_eos:
+            source.append(EOS)
         target = None
         if example.target is not None:
             target = framed(self.target_tokenizer.encode(text_of(example.target, example.where, "target")))
@@ -107,6 +109,8 @@ class TranslationTask(Task):
         sources = [text_of(e.source, e.where, "source") for e in examples]
         targets = [text_of(e.target, e.where, "target") for e in examples]
         source = require(self.source_tokenizer, "translation").encode_batch(sources)
+        if self.config.source_eos:
+            source = source.framed(None, EOS)
         return EncodedBatch(source, self.target_tokenizer.encode_batch(targets).framed(BOS, EOS))
 
     def decode(self, output: Tensor) -> str:

@@ -46,13 +46,17 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
 restart_option = click.option("--restart", is_flag=True,
                               help="Start over in a run folder that holds an earlier run: its "
                                    "checkpoints, best model, metrics and config are removed first.")
+init_option = click.option("--init", metavar="RUN", type=click.Path(file_okay=False, path_type=Path),
+                           help="Start from RUN's weights and tokenizers (fine-tuning: a run folder, "
+                                "e.g. one `seqkit import hf` made); CONFIG's [model] must be RUN's.")
 nproc_option = click.option("--nproc", metavar="N",
                             help="Train with N processes on this machine under DistributedDataParallel: "
                                  "starts torchrun (--standalone --nproc-per-node N) with this command. "
                                  "Each step then takes N times the batches.")
 
 
-def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart: bool = False):
+def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart: bool = False,
+           init: Path | None = None):
     from seqkit.api import train
     from seqkit.distributed import launched, launched_rank
 
@@ -61,7 +65,7 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
         # progress on stderr (a line rewritten in place on a terminal, plain lines in a pipe),
         # from rank 0 alone; stdout keeps the results
         return train(config, out=out, overrides=overrides, progress=main,
-                     manager=plugin_manager(ctx), test=test, restart=restart)
+                     manager=plugin_manager(ctx), test=test, restart=restart, init=init)
     except Exception as exc:  # under --nproc: one line for the run, written for the launcher
         if not os.environ.get(RANK_ERRORS) or not launched() or ctx.find_root().params.get("debug"):
             raise
@@ -78,7 +82,7 @@ def _train(ctx: click.Context, config: str, overrides, out, test: bool, restart:
 
 
 def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: Path | None,
-            restart: bool = False) -> bool:
+            restart: bool = False, init: Path | None = None) -> bool:
     """With --nproc N > 1, run this same command in N processes under torchrun and exit with its
     status; False when this process should train by itself."""
     from seqkit.distributed import launched
@@ -101,7 +105,8 @@ def _launch(ctx: click.Context, nproc: str | None, config: str, overrides, out: 
     argv = [*(["--debug"] if root.params.get("debug") else []),
             *(arg for name in root.params.get("disable_plugin") or () for arg in ("--disable-plugin", name)),
             ctx.info_name, config, *(arg for value in overrides for arg in ("--set", value)),
-            *(["--out", str(out)] if out is not None else []), *(["--restart"] if restart else [])]
+            *(["--out", str(out)] if out is not None else []), *(["--restart"] if restart else []),
+            *(["--init", str(init)] if init is not None else [])]
     ctx.exit(_torchrun(count, argv, debug=bool(root.params.get("debug"))))
     return True
 
@@ -200,7 +205,7 @@ def _short(value, width: int = 100) -> str:
 
 def training_options(command):
     """CONFIG and the options `run` and `train` share, and the context."""
-    for decorate in (click.pass_context, nproc_option, restart_option, out_option, set_option,
+    for decorate in (click.pass_context, nproc_option, init_option, restart_option, out_option, set_option,
                      click.argument("config", type=click.Path(dir_okay=False))):
         command = decorate(command)
     return command
@@ -208,7 +213,7 @@ def training_options(command):
 
 @click.command()
 @training_options
-def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
+def run(ctx: click.Context, config: str, overrides, out, restart, init, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint), evaluate the best model on
     the test split, print sample outputs and a summary.
 
@@ -220,9 +225,9 @@ def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None
     """
     from seqkit.distributed import launched_rank
 
-    if _launch(ctx, nproc, config, overrides, out, restart):
+    if _launch(ctx, nproc, config, overrides, out, restart, init):
         return
-    result = _train(ctx, config, overrides, out, test=True, restart=restart)
+    result = _train(ctx, config, overrides, out, test=True, restart=restart, init=init)
     if launched_rank() != 0:
         return
     for sample in result.samples:
@@ -238,14 +243,14 @@ def run(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None
 
 @click.command("train")
 @training_options
-def train_command(ctx: click.Context, config: str, overrides, out, restart, nproc) -> None:
+def train_command(ctx: click.Context, config: str, overrides, out, restart, init, nproc) -> None:
     """Train on CONFIG (resuming if the run folder has a checkpoint); no test evaluation.
     --nproc N trains with N processes, as for `seqkit run`."""
     from seqkit.distributed import launched_rank
 
-    if _launch(ctx, nproc, config, overrides, out, restart):
+    if _launch(ctx, nproc, config, overrides, out, restart, init):
         return
-    result = _train(ctx, config, overrides, out, test=False, restart=restart)
+    result = _train(ctx, config, overrides, out, test=False, restart=restart, init=init)
     if launched_rank() != 0:
         return
     click.echo(f"run folder: {result.folder}  steps: {result.summary['step']}  "
