@@ -48,9 +48,19 @@ class WordCache:
 
     def _clear(self) -> None:
         self.index = _Index()  # word -> k: its ids are rows 2k (alone) and 2k + 1 (after a space)
-        self.starts = np.zeros(0, dtype=np.int64)  # of each row in self.ids
-        self.lengths = np.zeros(0, dtype=np.int64)
-        self.ids = np.zeros(0, dtype=np.int64)
+        self._starts, self._lengths, self._ids = _Growing(), _Growing(), _Growing()
+
+    @property
+    def starts(self) -> np.ndarray:  # of each row in self.ids
+        return self._starts.values
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._lengths.values
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self._ids.values
 
     def encode(self, texts: list[str]) -> TokenArrays:
         """The ids of each text (no specials added), as the HF tokenizer's ``encode_batch``."""
@@ -170,9 +180,30 @@ class WordCache:
         pieces = [piece for word in words for piece in (word, " " + word)]
         encodings = self.words.encode_batch(pieces, add_special_tokens=False)
         new = TokenArrays.from_lists([e.ids for e in encodings])
-        self.starts = np.concatenate([self.starts, len(self.ids) + new.starts])
-        self.lengths = np.concatenate([self.lengths, new.lengths])
-        self.ids = np.concatenate([self.ids, new.ids])
+        self._starts.extend(len(self.ids) + new.starts)
+        self._lengths.extend(new.lengths)
+        self._ids.extend(new.ids)
+
+
+class _Growing:
+    """An int64 array that grows at its end, its storage doubled when full (not copied whole at
+    every addition: words keep coming, a few at a time)."""
+
+    def __init__(self):
+        self.storage, self.size = np.zeros(1024, dtype=np.int64), 0
+
+    @property
+    def values(self) -> np.ndarray:
+        return self.storage[:self.size]
+
+    def extend(self, values: np.ndarray) -> None:
+        end = self.size + len(values)
+        if end > len(self.storage):
+            storage = np.zeros(max(end, 2 * len(self.storage)), dtype=np.int64)
+            storage[:self.size] = self.values
+            self.storage = storage
+        self.storage[self.size:end] = values
+        self.size = end
 
 
 class _Index(dict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -102,3 +103,14 @@ def test_training_from_word_counts_learns_the_tokenizer_training_on_the_texts_le
     counted = _tokenizer(**options, texts=texts, merges=120)  # merges enough for counts to matter
     monkeypatch.setattr(tokenizer_module, "_word_cache", lambda backend, added=None: None)
     assert counted.to_json() == _tokenizer(**options, texts=texts, merges=120).to_json()
+
+
+def test_many_distinct_words_arriving_a_few_at_a_time_stay_right():
+    tokenizer = _tokenizer("bpe", normalize="nfkc")
+    rng = random.Random(3)
+    words = ["".join(rng.choices("abcdefghijklmnopqrstuvwxyzé", k=rng.randint(1, 12))) for _ in range(3000)]
+    texts = [" ".join(rng.choices(words, k=rng.randint(0, 9))) for _ in range(1500)]
+    for start in range(0, len(texts), 100):  # new words keep coming: the rows' storage grows
+        chunk = texts[start:start + 100]
+        assert _batch(tokenizer, chunk) == _reference(tokenizer, chunk)
+    assert len(tokenizer._words.ids) > 1024
