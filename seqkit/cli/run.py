@@ -198,8 +198,11 @@ def _torchrun(nproc: int, argv: list[str], debug: bool) -> int:
 
 
 def _short(value, width: int = 100) -> str:
-    """A sample for the terminal: long feature sequences are cut."""
-    text = str(value)
+    """A sample for the terminal, on its line: text with its line breaks and tabs escaped (as
+    `seqkit generate` writes them), long feature sequences cut."""
+    from seqkit.readers import escape
+
+    text = escape(value) if isinstance(value, str) else str(value)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

@@ -1,4 +1,4 @@
-"""`seqkit train/run --init RUN`: a new run starts from RUN's weights and tokenizers."""
+"""`seqkit train/run`: --init RUN starts from RUN's weights and tokenizers; samples keep to a line."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def test_init_starts_from_the_runs_weights_and_a_changed_model_is_one_line(tmp_p
     changed = CliRunner().invoke(cli, [*from_a, "--out", str(tmp_path / "c"), "--set", "model.d_model=16"])
     assert changed.exit_code == 2 and len(changed.output.strip().splitlines()) == 1, changed.output
     assert "model.d_model" in changed.output
+
+
+def test_run_samples_keep_to_their_lines():
+    """A prediction holding a line break (a char tokenizer with whitespace kept can emit one)
+    is shown escaped, as `seqkit generate` writes it, not as a second line."""
+    from seqkit.cli.run import _short
+
+    assert _short("two\nlines\tand a \\") == "two\\nlines\\tand a \\\\"
+    assert _short([0.5] * 60).endswith("...") and len(_short([0.5] * 60)) == 100
