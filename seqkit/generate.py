@@ -151,7 +151,7 @@ class _Decoding:
 
     def __init__(self, model: SeqModel, enc: EncoderOutput | None, rows: int, capacity: int,
                  use_cache: bool, max_len: int):
-        self.model, self.enc = model, enc
+        self.model, self.enc, self.rows = model, enc, rows  # rows: before any is dropped
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
         # here, once, before any work (the cache contract's ValueError): made for one row only
         probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
@@ -190,7 +190,15 @@ class _Decoding:
             logits, self.cache = self.model.decode(tokens, self.enc, self.cache)
         return logits[:, -1].float()
 
-    def select(self, index: Tensor) -> None:
+    def expand(self, beams: int) -> None:
+        """Make ``beams`` working rows of each row, consecutive (beam search's start)."""
+        index = torch.arange(self.rows, device=next(self.model.parameters()).device)
+        self.select(index.repeat_interleave(beams), index)
+
+    def select(self, index: Tensor, sources: Tensor | None) -> None:
+        """Keep working rows ``index``; ``sources``: the input rows still decoded, in order (None:
+        all of them), for state that depends on the source only."""
+        del sources  # (used once decoders share source state between beams)
         if self.cache is not None:
             self.cache = self.model.decoder.reorder_cache(self.cache, index)
         else:
@@ -201,7 +209,12 @@ class _Decoding:
 
 class _Search:
     """The state both searches share. Working rows ("slots") map to input rows through an
-    ``owner`` index; ``history`` (slots, t) holds every slot's tokens after BOS: prompt, then output."""
+    ``owner`` index (on the device, and ``owners`` on the host).
+
+    The host holds what the search decides with, so that a step costs one transfer from the device
+    (the chosen tokens; for beam search the top candidates): every slot's tokens after BOS
+    (prompt, then output) as a linked path ``(token, parent path)`` in ``paths``, the position,
+    the prompt lengths. Nothing else in the loop waits for the device."""
 
     def __init__(self, model: SeqModel, enc: EncoderOutput | None, rows: int,
                  prompts: Sequence[Sequence[int]] | None, config: SearchConfig):
@@ -210,55 +223,69 @@ class _Search:
         prompts = [list(p) for p in prompts] if prompts is not None else [[] for _ in range(rows)]
         if len(prompts) != rows:
             raise ValueError(f"{len(prompts)} prompts for {rows} rows")
-        self.prompt_len = torch.tensor([len(p) for p in prompts], device=self.device)
-        longest = self.longest = max((len(p) for p in prompts), default=0)
+        self.prompt_lengths = [len(p) for p in prompts]
+        self.prompt_len = torch.tensor(self.prompt_lengths, device=self.device)
+        longest = self.longest = max(self.prompt_lengths, default=0)
         self.prompt = torch.full((rows, max(longest, 1)), PAD, dtype=torch.long, device=self.device)
         for i, p in enumerate(prompts):
             self.prompt[i, : len(p)] = torch.tensor(p, dtype=torch.long)
-        self.shortest = min((len(p) for p in prompts), default=0)  # prompt tokens every row has
+        self.shortest = min(self.prompt_lengths, default=0)  # prompt tokens every row has
         self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache,
                                   config.max_len)
         self.vocab = model.shape.target_vocab
-        self.history = self.prompt[:, : self.shortest]
+        self.position = self.shortest  # tokens after BOS fed so far, the same for every slot
+        self.paths = []
+        for p in prompts:
+            path = None
+            for token in p[: self.shortest]:
+                path = (token, path)
+            self.paths.append(path)
 
     def prefill(self) -> Tensor:
         """Feed BOS and the prompt tokens every row has, in one call; logits (rows, V)."""
         first = torch.full((self.rows, 1), BOS, dtype=torch.long, device=self.device)
-        return self.decoding.feed(torch.cat([first, self.history], dim=1))
+        return self.decoding.feed(torch.cat([first, self.prompt[:, : self.shortest]], dim=1))
 
     def log_probs(self, logits: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
         """Model log-probabilities (N, V), and the same with every token not allowed next at -inf.
         A slot still inside its prompt may only take the prompt's next token, at log-prob 0.
         Every slot is at the same position, so the checks below that cannot apply at this
-        position are skipped without touching a tensor (a step at batch 1 is mostly overhead)."""
-        config, position = self.config, self.history.size(1)
+        position are skipped without touching a tensor (a step at batch 1 is mostly overhead),
+        and none of them waits for the device (no boolean indexing, no ``any()``)."""
+        config, position = self.config, self.position
         logp = logits.log_softmax(-1)
         allowed = logp.clone()
         allowed[:, :2] = NEG_INF  # PAD and BOS (ids 0 and 1) are never generated
         if position < self.longest + config.min_len or position >= self.shortest + config.max_len:
-            produced = (position - self.prompt_len[owner]).clamp(min=0)  # new tokens so far, per slot
-            allowed[produced < config.min_len, EOS] = NEG_INF
-            at_limit = produced >= config.max_len
-            if at_limit.any():
-                eos = allowed[:, EOS].clone()
-                allowed[at_limit] = NEG_INF
-                allowed[:, EOS] = torch.where(at_limit, logp[:, EOS], eos)
+            if self.longest == self.shortest:  # one prompt length: every slot has produced as many
+                produced = position - self.shortest
+                if produced < config.min_len:
+                    allowed[:, EOS] = NEG_INF
+                if produced >= config.max_len:
+                    eos = logp[:, EOS].clone()
+                    allowed.fill_(NEG_INF)
+                    allowed[:, EOS] = eos
+            else:
+                produced = (position - self.prompt_len[owner]).clamp(min=0)  # new tokens, per slot
+                allowed[:, EOS] = allowed[:, EOS].masked_fill(produced < config.min_len, NEG_INF)
+                at_limit = produced >= config.max_len
+                eos = torch.where(at_limit, logp[:, EOS], allowed[:, EOS])
+                allowed.masked_fill_(at_limit[:, None], NEG_INF)
+                allowed[:, EOS] = eos
         if config.no_repeat_ngram:
             self._ban_repeats(allowed)  # may ban every token: the searches decide what that means
         if position < self.longest:
-            forced = position < self.prompt_len[owner]
-            if forced.any():
-                rows = forced.nonzero().squeeze(1)
-                token = self.prompt[owner[rows], position]
-                logp = logp.clone()
-                allowed[rows], logp[rows] = NEG_INF, NEG_INF
-                allowed[rows, token], logp[rows, token] = 0.0, 0.0
+            forced = (position < self.prompt_len[owner])[:, None]  # (N, 1)
+            token = self.prompt[owner, position]  # (N,) the prompt's next token (PAD past its end)
+            only = torch.full_like(logp, NEG_INF).scatter_(1, token[:, None], 0.0)
+            allowed, logp = torch.where(forced, only, allowed), torch.where(forced, only, logp)
         return logp, allowed
 
     def _ban_repeats(self, allowed: Tensor) -> None:
         """-inf on every token that would complete an n-gram already in the slot's tokens."""
         n = self.config.no_repeat_ngram
-        for slot, tokens in enumerate(self.history.tolist()):
+        for slot, path in enumerate(self.paths):
+            tokens = _tokens(path)
             if len(tokens) < n:
                 continue
             tail = tokens[len(tokens) - n + 1:] if n > 1 else []
@@ -268,110 +295,147 @@ class _Search:
 
     def cannot_continue(self, row: int) -> GenerationError:
         """The error for an input row none of whose hypotheses has a token allowed next."""
-        config, position = self.config, self.history.size(1)
-        produced = position - int(self.prompt_len[row])
+        config = self.config
+        produced = self.position - self.prompt_lengths[row]
         if config.no_repeat_ngram:
             reason = f"no_repeat_ngram {config.no_repeat_ngram} bans every token after {produced} new tokens"
         else:
             reason = f"the model gives every allowed token zero probability after {produced} new tokens"
         return GenerationError(f"min_len {config.min_len} cannot be met: {reason}", row)
 
-    def output(self, slot: int, owner: int) -> list[int]:
-        """The slot's tokens after its prompt."""
-        return self.history[slot, int(self.prompt_len[owner]):].tolist()
+    def output(self, path: tuple | None, owner: int) -> list[int]:
+        """The tokens of ``path`` after the prompt of input row ``owner``."""
+        return _tokens(path)[self.prompt_lengths[owner]:]
 
     # -- greedy search and sampling ---------------------------------------------------------------
 
     def run_single(self) -> list[list[Hypothesis]]:
+        """One host transfer per step: the chosen tokens, which say which rows ended (EOS) and
+        which cannot go on (PAD, never allowed, is what argmax and the draw give a row with no
+        allowed token). Scores stay on the device until the end."""
         config, device = self.config, self.device
-        generator = None
+        generator = pad_only = None
         if config.sample:  # a private generator: the global random state stays as it was
             generator = torch.Generator(device=device)
             generator.manual_seed(config.seed if config.seed is not None else int.from_bytes(os.urandom(7)))
-        found: list[list[Hypothesis]] = [[] for _ in range(self.rows)]
+            pad_only = torch.full((self.vocab,), NEG_INF, device=device)
+            pad_only[PAD] = 0.0
+        owners = list(range(self.rows))
         owner = torch.arange(self.rows, device=device)
         total = torch.zeros(self.rows, device=device)
+        final = torch.zeros(self.rows, device=device)  # each input row's total when it ended
+        ended: list[tuple | None] = [None] * self.rows
         logits = self.prefill()
         while True:
             logp, allowed = self.log_probs(logits, owner)
-            stuck = allowed.max(-1).values == NEG_INF  # end of sequence is banned, and so is every word
-            if stuck.any():
-                raise self.cannot_continue(int(owner[stuck.nonzero()[0, 0]]))
-            token = _draw(allowed, config, generator) if config.sample else allowed.argmax(-1)
+            if config.sample:  # a row with no allowed token draws PAD, the sign that it is stuck
+                stuck = (allowed.max(-1).values == NEG_INF)[:, None]
+                token = _draw(torch.where(stuck, pad_only, allowed), config, generator)
+            else:
+                token = allowed.argmax(-1)  # the first of equal maxima: PAD when all are -inf
             total = total + logp.gather(1, token[:, None]).squeeze(1)
-            self.history = torch.cat([self.history, token[:, None]], dim=1)
-            done = token == EOS
-            if done.any():
-                for slot in done.nonzero().squeeze(1).tolist():
-                    row, value = int(owner[slot]), float(total[slot])
-                    tokens = self.output(slot, row)[:-1]
-                    found[row] = [Hypothesis(tokens, value, config.rank(value, len(tokens) + 1))]
-                keep = (~done).nonzero().squeeze(1)
-                if keep.numel() == 0:
-                    return found
-                self.decoding.select(keep)
-                owner, total, token, self.history = owner[keep], total[keep], token[keep], self.history[keep]
+            chosen = token.tolist()  # the step's one wait for the device
+            if PAD in chosen:
+                raise self.cannot_continue(owners[chosen.index(PAD)])
+            self.position += 1
+            self.paths = [(t, path) for t, path in zip(chosen, self.paths, strict=True)]
+            if EOS in chosen:
+                done = token == EOS
+                final.index_put_((owner,), torch.where(done, total, final[owner]))
+                keep_slots = [slot for slot, t in enumerate(chosen) if t != EOS]
+                for slot, t in enumerate(chosen):
+                    if t == EOS:
+                        ended[owners[slot]] = self.paths[slot][1]  # without the EOS
+                if not keep_slots:
+                    break
+                # the rows that go on, in order, found on the device (a stable sort puts them first)
+                keep = done.to(torch.int8).argsort(stable=True)[: len(keep_slots)]
+                self.decoding.select(keep, keep)
+                owner, total, token = owner[keep], total[keep], token[keep]
+                owners = [owners[slot] for slot in keep_slots]
+                self.paths = [self.paths[slot] for slot in keep_slots]
             logits = self.decoding.feed(token[:, None])
+        found: list[list[Hypothesis]] = []
+        for row, (value, path) in enumerate(zip(final.tolist(), ended, strict=True)):
+            tokens = self.output(path, row)
+            found.append([Hypothesis(tokens, value, config.rank(value, len(tokens) + 1))])
+        return found
 
     # -- beam search ------------------------------------------------------------------------------
 
     def run_beam(self) -> list[list[Hypothesis]]:
+        """One host transfer per step: the 2K best candidates of each row (scores and indices),
+        from which the host finishes hypotheses, decides which rows are done and follows the
+        beams' paths; the device makes the same choice of the K candidates that go on."""
         config, device, K, V = self.config, self.device, self.config.beam, self.vocab
         finished: list[list[Hypothesis]] = [[] for _ in range(self.rows)]
         logits = self.prefill()
         self.decoding.check_room(K)
-        # beams are copies of their row's cache: cross-attention keys/values were computed once
-        expand = torch.arange(self.rows, device=device).repeat_interleave(K)
-        self.decoding.select(expand)
-        self.history, logits = self.history[expand], logits[expand]
+        self.decoding.expand(K)  # beams share their row's source-only cache (or copy it)
+        logits = logits.repeat_interleave(K, dim=0)
+        self.paths = [path for path in self.paths for _ in range(K)]
+        owners = list(range(self.rows))
         owner = torch.arange(self.rows, device=device)  # input row of each working row of beams
         scores = torch.full((self.rows, K), NEG_INF, device=device)
         scores[:, 0] = 0.0  # one live beam per row until the first expansion
+        offsets = torch.arange(self.rows, device=device)[:, None] * K  # first slot of each row
         while True:
-            R = owner.size(0)
+            R = len(owners)
             logp, allowed = self.log_probs(logits, owner.repeat_interleave(K))
             del logp  # beam scores add allowed log-probs, which equal the model's where finite
             candidates = (scores.view(R * K, 1) + allowed).view(R, K * V)
             top_scores, top_index = candidates.topk(2 * K, dim=1)  # (R, 2K), best first
+            # the step's one wait for the device: float64 holds the float32 scores and the indices exactly
+            top = torch.stack((top_scores.double(), top_index.double())).tolist()
             top_beam, top_token = top_index // V, top_index % V
-            is_eos = top_token == EOS
-            # an end-of-sequence among the first K candidates finishes a hypothesis
-            ending = is_eos[:, :K] & (top_scores[:, :K] > NEG_INF)
-            if ending.any():
-                self._finish(finished, owner, top_beam, top_scores, ending)
             # the K best candidates that go on: a stable sort puts the non-EOS ones first, in order
-            order = is_eos.to(torch.int8).argsort(dim=1, stable=True)[:, :K]
+            order = (top_token == EOS).to(torch.int8).argsort(dim=1, stable=True)[:, :K]
             scores, beam = top_scores.gather(1, order), top_beam.gather(1, order)
             token = top_token.gather(1, order)
-            done = self._rows_done(finished, owner, scores)
-            for r in done.nonzero().squeeze(1).tolist():
-                if not finished[int(owner[r])]:  # every hypothesis died before it could end
-                    raise self.cannot_continue(int(owner[r]))
-            keep = (~done).nonzero().squeeze(1)
-            if keep.numel() == 0:
+            keep_rows, slots_host, tokens_host = [], [], []
+            for r, (row_scores, row_index) in enumerate(zip(*top, strict=True)):
+                row, going, best_live = owners[r], 0, NEG_INF
+                for k, (value, index) in enumerate(zip(row_scores, row_index, strict=True)):
+                    b, t = divmod(int(index), V)
+                    if t == EOS:  # an end-of-sequence among the first K candidates finishes one
+                        if k < K and value > NEG_INF:
+                            self._finish(finished[row], self.paths[r * K + b], row, value)
+                    elif going < K:
+                        best_live = max(best_live, value)
+                        slots_host.append(r * K + b)
+                        tokens_host.append(t)
+                        going += 1
+                if self._row_done(finished[row], best_live):
+                    if not finished[row]:  # every hypothesis died before it could end
+                        raise self.cannot_continue(row)
+                    del slots_host[-K:], tokens_host[-K:]
+                else:
+                    keep_rows.append(r)
+            self.position += 1
+            if not keep_rows:
                 return [h[: config.nbest] for h in finished]
-            slots = (keep[:, None] * K + beam[keep]).view(-1)  # working rows of the surviving beams
-            self.decoding.select(slots)
-            token = token[keep].view(-1, 1)
-            self.history = torch.cat([self.history[slots], token], dim=1)
-            owner, scores = owner[keep], scores[keep]
-            logits = self.decoding.feed(token)
+            if len(keep_rows) < R:
+                keep = _index(keep_rows, device)
+                owner, scores, beam, token = owner[keep], scores[keep], beam[keep], token[keep]
+                owners = [owners[r] for r in keep_rows]
+                offsets = offsets[: len(keep_rows)]
+                slots = (keep[:, None] * K + beam).view(-1)  # working rows of the surviving beams
+                self.decoding.select(slots, keep)
+            else:
+                slots = (offsets + beam).view(-1)
+                self.decoding.select(slots, None)
+            self.paths = [(t, self.paths[slot]) for slot, t in zip(slots_host, tokens_host, strict=True)]
+            logits = self.decoding.feed(token.view(-1, 1))
 
-    def _finish(self, finished: list[list[Hypothesis]], owner: Tensor, top_beam: Tensor,
-                top_scores: Tensor, ending: Tensor) -> None:
-        """Add the ending candidates to their rows' finished hypotheses; each row keeps its
-        ``beam`` best by rank, best first."""
-        K = self.config.beam
-        rows = set()
-        for r, k in ending.nonzero().tolist():
-            row, slot = int(owner[r]), r * K + int(top_beam[r, k])
-            tokens, value = self.output(slot, row), float(top_scores[r, k])
-            finished[row].append(Hypothesis(tokens, value, self.config.rank(value, len(tokens) + 1)))
-            rows.add(row)
-        for row in rows:  # a stable sort: of equal ranks, the one finished first stays first
-            finished[row] = sorted(finished[row], key=lambda h: -h.rank)[:K]
+    def _finish(self, finished: list[Hypothesis], path: tuple | None, row: int, value: float) -> None:
+        """Add an ending candidate to its row's finished hypotheses; a row keeps its ``beam`` best
+        by rank, best first (a stable sort: of equal ranks, the one finished first stays first)."""
+        tokens = self.output(path, row)
+        finished.append(Hypothesis(tokens, value, self.config.rank(value, len(tokens) + 1)))
+        finished.sort(key=lambda h: -h.rank)
+        del finished[self.config.beam:]
 
-    def _rows_done(self, finished: list[list[Hypothesis]], owner: Tensor, scores: Tensor) -> Tensor:
+    def _row_done(self, finished: list[Hypothesis], best_live: float) -> bool:
         """A row is done when no beam is alive, or when no live beam can still rank above its
         ``nbest``-th finished hypothesis. A live score only falls as tokens are added, so with
         length penalty 0 the best live score bounds every rank still to come; with a penalty the
@@ -380,18 +444,29 @@ class _Search:
         may still beat them (Hugging Face's ``early_stopping=False``). Stopping at the ``nbest``-th
         rather than the ``beam``-th returns the same ``nbest``: nothing later can rank above it."""
         config = self.config
-        best_live = scores.max(dim=1).values.tolist()
-        done = []
-        for r, row in enumerate(owner.tolist()):
-            hypotheses = finished[row]
-            if best_live[r] == NEG_INF:
-                done.append(True)
-            elif len(hypotheses) < config.nbest:
-                done.append(False)
-            else:
-                bound = config.rank(best_live[r], config.max_len + 1)
-                done.append(hypotheses[config.nbest - 1].rank >= bound)
-        return torch.tensor(done, dtype=torch.bool, device=scores.device)
+        if best_live == NEG_INF:
+            return True
+        if len(finished) < config.nbest:
+            return False
+        return finished[config.nbest - 1].rank >= config.rank(best_live, config.max_len + 1)
+
+
+def _tokens(path: tuple | None) -> list[int]:
+    """The tokens of a linked path ``(token, parent)``, first to last."""
+    tokens = []
+    while path is not None:
+        token, path = path
+        tokens.append(token)
+    tokens.reverse()
+    return tokens
+
+
+def _index(values: list[int], device: torch.device) -> Tensor:
+    """A host list as an index tensor on ``device``, without waiting for the device: on CUDA
+    through pinned memory, copied asynchronously (a pageable copy would synchronise the stream)."""
+    if device.type == "cuda":
+        return torch.tensor(values, dtype=torch.long, pin_memory=True).to(device, non_blocking=True)
+    return torch.tensor(values, dtype=torch.long, device=device)
 
 
 def _draw(allowed: Tensor, config: SearchConfig, generator: torch.Generator | None) -> Tensor:
