@@ -14,7 +14,9 @@ COLUMNS = ("arch", "mode", "impl", "len", "batch", "tokens/s (min-max)", "ms/ste
            "peak MiB", "params", "GFLOP/step", "MFU", "ratio")
 RATIO_NOTES = {"raw": "ratio: seqkit / raw PyTorch tokens/s (train, encode)",
                "generate": "ratio (generate): seqkit's cached greedy / recompute tokens/s; "
-                           "beam4 / greedy tokens/s"}
+                           "beam4 / greedy tokens/s",
+               "ctranslate2": "ratio (ctranslate2 rows): CTranslate2 / seqkit tokens/s, greedy against "
+                              "seqkit's greedy, beam4 against seqkit's beam4"}
 
 
 def format_table(result: BenchResult) -> str:

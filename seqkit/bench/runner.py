@@ -35,6 +35,7 @@ from torch import nn
 from seqkit.backends import get_backend, resolve_precision
 from seqkit.bench.flops import count_flops, mfu
 from seqkit.bench.settings import (
+    BASELINES,
     GENERATE,
     MODES,
     BenchResult,
@@ -124,6 +125,10 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
     precision = resolve_precision(backend, settings.precision)
     device = backend.device()
     configs = {arch: model_config(arch, settings, manager) for arch in settings.architectures}
+    if settings.baseline == "ctranslate2":
+        from seqkit.bench.ct2 import check_baseline
+
+        check_baseline(settings, configs, manager)
     for arch, config in configs.items():  # every bad input fails here, before any timing
         model = build_seqkit(config, settings, manager).to(device)
         if settings.baseline == "raw":
@@ -149,6 +154,12 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
                 raw = build_raw_model(config, settings.vocab)
                 copy_from_seqkit(raw, model)
                 implementations["raw"] = raw.to(device)
+            translators = None
+            if settings.baseline == "ctranslate2":
+                from seqkit.bench.ct2 import Translators
+
+                translators = Translators(model, config, settings.vocab, settings.threads or
+                                          torch.get_num_threads())
             for mode in timed_modes:
                 for length, size in itertools.product(settings.lengths, sizes[mode]):
                     if progress:
@@ -158,10 +169,12 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
                     batch = Batch.random(batch_size, length, settings.vocab, device, generator)
                     # generation compares search variants of seqkit's model, not the raw twin
                     compared = implementations if mode != "generate" else dict.fromkeys(GENERATE, model)
+                    if mode == "generate" and translators is not None:  # the same weights, exported
+                        compared = {**compared, **translators.implementations(count_parameters(model))}
                     result.rows += _run_case(arch, mode, compared, batch, settings, backend,
                                              precision)
                     done += 1
-            del model, implementations
+            del model, implementations, translators
             gc.collect()
     finally:
         torch.set_num_threads(threads_before)
@@ -188,6 +201,13 @@ def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch
             return None
 
     for name, model in implementations.items():
+        if not isinstance(model, nn.Module):  # another engine (seqkit.bench.ct2): no FLOP counter
+            rows[name] = BenchRow(arch, mode, name, length, batch_size, parameters=model.parameters)
+            step = model.step(batch)
+            guarded(name, step)  # the first warm-up step, as counting FLOPs is for the others
+            if rows[name].status == "ok":
+                steps[name], times[name] = step, []
+            continue
         rows[name] = BenchRow(arch, mode, name, length, batch_size,
                               parameters=count_parameters(model))
         model.train(mode == "train")
@@ -218,7 +238,9 @@ def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch
         # generation counts the tokens it decoded; the other modes process the whole batch
         tokens = getattr(step, "tokens", batch_size * length)
         _fill_timing(rows[name], times[name], tokens, peak_flops)
-    for row, baseline in (("seqkit", "raw"), ("seqkit", "recompute"), ("beam4", "seqkit")):
+    from seqkit.bench.ct2 import RATIOS
+
+    for row, baseline in (("seqkit", "raw"), ("seqkit", "recompute"), ("beam4", "seqkit"), *RATIOS.items()):
         if row in rows and baseline in rows and rows[row].tokens_per_s and rows[baseline].tokens_per_s:
             rows[row].ratio_vs_baseline = rows[row].tokens_per_s / rows[baseline].tokens_per_s
     return list(rows.values())
@@ -257,8 +279,9 @@ def _check_settings(settings: BenchSettings) -> None:
         raise ConfigError(f"--generate-batch: need batch sizes >= 1, got {list(settings.generate_batches)}")
     if not settings.lengths or min(settings.lengths) < 1:
         raise ConfigError(f"--lengths: need lengths >= 1, got {list(settings.lengths)}")
-    if settings.baseline not in (None, "raw"):
-        raise ConfigError(f"--baseline: unknown baseline {settings.baseline!r}; expected raw")
+    if settings.baseline not in BASELINES:
+        raise ConfigError(f"--baseline: unknown baseline {settings.baseline!r}; expected "
+                          f"{' or '.join(b for b in BASELINES if b)}")
     for name in ("warmup", "repeat", "batch_tokens", "vocab", "d_model", "layers"):
         low = 0 if name == "warmup" else 1
         if getattr(settings, name) < low:
@@ -272,7 +295,7 @@ def _meta(settings: BenchSettings, backend: Backend, precision: str) -> dict[str
 
     import seqkit
 
-    return {
+    meta = {
         "seqkit": seqkit.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
@@ -289,3 +312,8 @@ def _meta(settings: BenchSettings, backend: Backend, precision: str) -> dict[str
                        "cannot be reset and so only grows over a run",
         "settings": asdict(settings),
     }
+    if settings.baseline == "ctranslate2":
+        import ctranslate2
+
+        meta["ctranslate2"] = ctranslate2.__version__
+    return meta

@@ -10,6 +10,7 @@ MODES = ("train", "encode", "generate")
 # generate mode's implementations: search options of each
 GENERATE = {"seqkit": {}, "recompute": {"use_cache": False}, "beam4": {"beam": 4}}
 DEFAULT_ARCHITECTURES = ("rnn", "lstm", "gru", "transformer")
+BASELINES = (None, "raw", "ctranslate2")
 
 
 @dataclass
@@ -34,7 +35,7 @@ class BenchSettings:
     compile: bool = False
     warmup: int = 2
     repeat: int = 7
-    baseline: str | None = None  # None or "raw"
+    baseline: str | None = None  # None, "raw" or "ctranslate2" (generate mode, Transformer)
     threads: int | None = None  # torch.set_num_threads; None keeps torch's choice
     seed: int = 0
 
@@ -45,7 +46,7 @@ class BenchRow:
 
     architecture: str
     mode: str
-    implementation: str  # seqkit | raw
+    implementation: str  # seqkit | raw | recompute | beam4 | ctranslate2[-int8][-beam4]
     length: int | None
     batch_size: int | None
     status: str = "ok"  # ok | out of memory | not available: ... | error: ...

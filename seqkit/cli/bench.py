@@ -83,10 +83,13 @@ class _Progress:
               help="Untimed steps per case and implementation.")
 @click.option("--repeat", type=int, default=DEFAULTS.repeat, show_default=True,
               help="Timed steps per case and implementation; rows show median and min-max.")
-@click.option("--baseline", type=click.Choice(["raw"]), default=None,
-              help="Also time the same-shaped model written in raw PyTorch (nn.Transformer, "
+@click.option("--baseline", type=click.Choice(["raw", "ctranslate2"]), default=None,
+              help="raw: also time the same-shaped model written in raw PyTorch (nn.Transformer, "
                    "nn.LSTM/GRU/RNN + Luong attention), interleaved with seqkit's steps, and "
-                   "print seqkit/raw tokens/s ratios.")
+                   "print seqkit/raw tokens/s ratios. ctranslate2 (--mode generate, Transformer; "
+                   "pip install 'seqkit[ct2]'): also decode with the same weights exported to "
+                   "CTranslate2, float32 and int8, greedy and beam 4, and print CTranslate2/seqkit "
+                   "tokens/s ratios.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="torch.set_num_threads for the run [torch's default: all cores].")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -114,6 +117,7 @@ def bench(ctx: click.Context, architectures, modes, lengths, batch_size, batch_t
       seqkit bench
       seqkit bench --arch lstm,transformer --lengths 32,128,512 --mode encode --plot chart.png
       seqkit bench --baseline raw --threads 2 --json bench.json
+      seqkit bench --arch transformer --mode generate --baseline ctranslate2 --threads 1
     """
     from seqkit.bench.report import format_table, write_csv, write_json, write_plot
     from seqkit.bench.runner import run_bench
