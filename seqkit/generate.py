@@ -165,6 +165,8 @@ class _Decoding:
                               "max_len") from None
         self.cache = cache if use_cache else None
         self.prefix: Tensor | None = None  # (N, t) everything fed so far, recompute mode only
+        # source state shared by beams: only through the cache (recomputing needs enc per row)
+        self.shared = use_cache and bool(getattr(model.decoder, "shares_source", False))
 
     def check_room(self, copies: int) -> None:
         """Refuse, before allocating, ``copies`` of every row of the cache (the beams) that cannot
@@ -174,7 +176,9 @@ class _Decoding:
             return
         from seqkit.preflight import available_memory
 
-        held = sum(t.numel() * t.element_size() for t in iter_tensors(self.cache))
+        per_hypothesis = ({k: v for k, v in self.cache.items() if k != "source"} if self.shared
+                          else self.cache)  # a shared source part is not copied per beam
+        held = sum(t.numel() * t.element_size() for t in iter_tensors(per_hypothesis))
         need, available = 2 * held * copies, available_memory(next(self.model.parameters()).device)
         if need > available:
             raise ConfigError(f"beam: {copies} beams need about {need / 1e9:.3g} GB of decoder cache "
@@ -186,19 +190,31 @@ class _Decoding:
         if self.cache is None:
             self.prefix = tokens if self.prefix is None else torch.cat([self.prefix, tokens], dim=1)
             logits, _ = self.model.decode(self.prefix, self.enc)
-        else:
-            logits, self.cache = self.model.decode(tokens, self.enc, self.cache)
-        return logits[:, -1].float()
+            return logits[:, -1].float()
+        model = self.model
+        if model.training:  # dropout on: the model's own path
+            logits, self.cache = model.decode(tokens, self.enc, self.cache)
+            return logits[:, -1].float()
+        # in eval mode the embedding dropout is the identity, and only the last position's logits
+        # are wanted: the output head runs on that one (a prompt's prefill skips T-1 head GEMMs)
+        hidden, self.cache = model.decoder(model.target_embedding(tokens), self.enc, self.cache)
+        return model.head(hidden[:, -1]).float()
 
     def expand(self, beams: int) -> None:
         """Make ``beams`` working rows of each row, consecutive (beam search's start)."""
         index = torch.arange(self.rows, device=next(self.model.parameters()).device)
-        self.select(index.repeat_interleave(beams), index)
+        self.select(index.repeat_interleave(beams), None)
 
     def select(self, index: Tensor, sources: Tensor | None) -> None:
-        """Keep working rows ``index``; ``sources``: the input rows still decoded, in order (None:
-        all of them), for state that depends on the source only."""
-        del sources  # (used once decoders share source state between beams)
+        """Keep working rows ``index``. ``sources``: the source rows still decoded, as positions
+        among the current ones (None: all stay). A decoder that shares source state
+        (``shares_source``) keeps one copy of it per source, and the encoder output stays per
+        source too; any other decoder gets every row copied (cache and encoder output)."""
+        if self.shared:
+            self.cache = self.model.decoder.reorder_hypotheses(self.cache, index, sources)
+            if self.enc is not None and sources is not None:
+                self.enc = self.enc.index_select(sources)
+            return
         if self.cache is not None:
             self.cache = self.model.decoder.reorder_cache(self.cache, index)
         else:
@@ -246,15 +262,15 @@ class _Search:
         first = torch.full((self.rows, 1), BOS, dtype=torch.long, device=self.device)
         return self.decoding.feed(torch.cat([first, self.prompt[:, : self.shortest]], dim=1))
 
-    def log_probs(self, logits: Tensor, owner: Tensor) -> tuple[Tensor, Tensor]:
-        """Model log-probabilities (N, V), and the same with every token not allowed next at -inf.
-        A slot still inside its prompt may only take the prompt's next token, at log-prob 0.
+    def log_probs(self, logits: Tensor, owner: Tensor) -> Tensor:
+        """Model log-probabilities (N, V) with every token not allowed next at -inf (an allowed
+        token's value is the model's log-probability, so nothing else is kept: scores gather
+        from this). A slot still inside its prompt may only take the prompt's next token, at 0.
         Every slot is at the same position, so the checks below that cannot apply at this
         position are skipped without touching a tensor (a step at batch 1 is mostly overhead),
         and none of them waits for the device (no boolean indexing, no ``any()``)."""
         config, position = self.config, self.position
-        logp = logits.log_softmax(-1)
-        allowed = logp.clone()
+        allowed = logits.log_softmax(-1)
         allowed[:, :2] = NEG_INF  # PAD and BOS (ids 0 and 1) are never generated
         if position < self.longest + config.min_len or position >= self.shortest + config.max_len:
             if self.longest == self.shortest:  # one prompt length: every slot has produced as many
@@ -262,14 +278,15 @@ class _Search:
                 if produced < config.min_len:
                     allowed[:, EOS] = NEG_INF
                 if produced >= config.max_len:
-                    eos = logp[:, EOS].clone()
+                    eos = allowed[:, EOS].clone()  # not banned above: min_len <= max_len
                     allowed.fill_(NEG_INF)
                     allowed[:, EOS] = eos
             else:
                 produced = (position - self.prompt_len[owner]).clamp(min=0)  # new tokens, per slot
+                model_eos = allowed[:, EOS].clone()  # what a slot at max_len gets for EOS
                 allowed[:, EOS] = allowed[:, EOS].masked_fill(produced < config.min_len, NEG_INF)
                 at_limit = produced >= config.max_len
-                eos = torch.where(at_limit, logp[:, EOS], allowed[:, EOS])
+                eos = torch.where(at_limit, model_eos, allowed[:, EOS])
                 allowed.masked_fill_(at_limit[:, None], NEG_INF)
                 allowed[:, EOS] = eos
         if config.no_repeat_ngram:
@@ -277,9 +294,9 @@ class _Search:
         if position < self.longest:
             forced = (position < self.prompt_len[owner])[:, None]  # (N, 1)
             token = self.prompt[owner, position]  # (N,) the prompt's next token (PAD past its end)
-            only = torch.full_like(logp, NEG_INF).scatter_(1, token[:, None], 0.0)
-            allowed, logp = torch.where(forced, only, allowed), torch.where(forced, only, logp)
-        return logp, allowed
+            only = torch.full_like(allowed, NEG_INF).scatter_(1, token[:, None], 0.0)
+            allowed = torch.where(forced, only, allowed)
+        return allowed
 
     def _ban_repeats(self, allowed: Tensor) -> None:
         """-inf on every token that would complete an n-gram already in the slot's tokens."""
@@ -327,13 +344,13 @@ class _Search:
         ended: list[tuple | None] = [None] * self.rows
         logits = self.prefill()
         while True:
-            logp, allowed = self.log_probs(logits, owner)
+            allowed = self.log_probs(logits, owner)
             if config.sample:  # a row with no allowed token draws PAD, the sign that it is stuck
                 stuck = (allowed.max(-1).values == NEG_INF)[:, None]
                 token = _draw(torch.where(stuck, pad_only, allowed), config, generator)
             else:
                 token = allowed.argmax(-1)  # the first of equal maxima: PAD when all are -inf
-            total = total + logp.gather(1, token[:, None]).squeeze(1)
+            total = total + allowed.gather(1, token[:, None]).squeeze(1)  # the model's log-prob
             chosen = token.tolist()  # the step's one wait for the device
             if PAD in chosen:
                 raise self.cannot_continue(owners[chosen.index(PAD)])
@@ -381,8 +398,7 @@ class _Search:
         offsets = torch.arange(self.rows, device=device)[:, None] * K  # first slot of each row
         while True:
             R = len(owners)
-            logp, allowed = self.log_probs(logits, owner.repeat_interleave(K))
-            del logp  # beam scores add allowed log-probs, which equal the model's where finite
+            allowed = self.log_probs(logits, owner.repeat_interleave(K))
             candidates = (scores.view(R * K, 1) + allowed).view(R, K * V)
             top_scores, top_index = candidates.topk(2 * K, dim=1)  # (R, 2K), best first
             # the step's one wait for the device: float64 holds the float32 scores and the indices exactly

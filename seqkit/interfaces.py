@@ -9,6 +9,12 @@ A decoder cache is a dict of tensors (nested dicts, lists and tuples allowed) wh
 has the batch as dimension 0, so the core can reorder it for beam search, or drop finished rows,
 with one ``index_select``; other values (a Python int counting steps) are carried along unchanged.
 A decoder whose cache cannot follow that rule overrides ``reorder_cache``.
+
+A decoder may also say which of its state depends on the source only (cross-attention keys and
+values, the memory): it keeps that under ``cache["source"]`` and sets ``shares_source = True``.
+Beam search then keeps one copy of it per source, shared by the source's beams, and moves it only
+when sources leave the batch (``reorder_hypotheses``); what grows per hypothesis is reordered
+every step. Decoders written before this (``shares_source`` False) get every row copied, as before.
 """
 
 from __future__ import annotations
@@ -98,11 +104,19 @@ class Decoder(nn.Module, abc.ABC):
     Attention maps are opt-in, never on the fast path: when ``record_attention`` is set, a decoder
     that attends over the memory stores the weights of its last forward, averaged over heads and
     layers as it sees fit, in ``attention_weights`` as (B, T, S).
+
+    **Source state shared by beams** (optional, ``shares_source = True``): the cache keeps what
+    depends on the source only under ``cache["source"]``, one row per source, and everything
+    else one row per hypothesis. After ``reorder_hypotheses`` the hypothesis rows may outnumber the
+    source rows: hypotheses ``i * g .. i * g + g - 1`` then belong to source ``i`` (``g`` the
+    hypothesis rows over the source rows), and ``enc`` passed with the cache has the source rows.
+    ``reorder_cache`` keeps its meaning (every row, the source part too, follows ``index``).
     """
 
     d_model: int
     record_attention: bool = False
     attention_weights: Tensor | None = None
+    shares_source: ClassVar[bool] = False  # True: cache["source"] is per source (see above)
 
     @abc.abstractmethod
     def forward(
@@ -117,6 +131,11 @@ class Decoder(nn.Module, abc.ABC):
     def reorder_cache(self, cache: Cache, index: Tensor) -> Cache:
         """The cache of rows ``index`` (beam reordering, dropping finished rows)."""
         return reorder_cache(cache, index)
+
+    def reorder_hypotheses(self, cache: Cache, index: Tensor, sources: Tensor | None) -> Cache:
+        """Only called when ``shares_source``: the hypothesis rows ``index`` (grouped by source as
+        the class docstring says), and the source rows ``sources`` (None: all stay, in order)."""
+        return reorder_hypotheses(cache, index, sources)
 
 
 def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
@@ -133,6 +152,15 @@ def map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
 def reorder_cache(cache: Cache, index: Tensor) -> Cache:
     """The generic reorder: ``index_select(0, index)`` on every tensor of a batch-first cache."""
     return map_tensors(lambda t: t.index_select(0, index), cache)
+
+
+def reorder_hypotheses(cache: Cache, index: Tensor, sources: Tensor | None) -> Cache:
+    """The generic reorder of a cache that shares source state: ``cache["source"]`` takes rows
+    ``sources`` (kept as it is when None: no copy), every other tensor rows ``index``."""
+    moved = {key: reorder_cache(value, index) for key, value in cache.items() if key != "source"}
+    if "source" in cache:
+        moved["source"] = cache["source"] if sources is None else reorder_cache(cache["source"], sources)
+    return moved
 
 
 def iter_tensors(value: Any) -> Iterator[Tensor]:

@@ -9,7 +9,8 @@ Checks per encoder: shapes, padding invariance, safetensors round trip, gradient
 Per decoder: shapes, causality, incremental == full, cache reorder == recompute, round trip,
 gradients (with enc=None when the decoder supports language modelling).
 Per encoder x decoder pair: incremental == full, source padding invariance through the decoder,
-cache reorder, gradients, and a tiny seq2seq model that overfits one fixed batch.
+cache reorder, beams sharing source state (decoders with ``shares_source``), gradients, and a
+tiny seq2seq model that overfits one fixed batch.
 Per task: seqkit.testing_tasks. Per backend: seqkit.testing_backends. Gradients (the distributed
 rule): seqkit.testing_gradients. Which checks run, and with which counterparts: seqkit.testing_suite.
 """
@@ -256,6 +257,39 @@ def decoder_reorder(dec: Registration, enc: Registration | None) -> None:
         _close(continued, expected, f"decoding after reorder_cache({index.tolist()})")
 
 
+def decoder_shared_source(dec: Registration, enc: Registration) -> None:
+    """For a decoder that shares source state between beams (``shares_source``): beams made by
+    ``reorder_hypotheses`` (2 hypotheses per source, the source part not copied) and a source
+    leaving the batch continue as decoding each hypothesis's own batch from scratch."""
+    decoder = build(dec)
+    if not getattr(decoder, "shares_source", False):
+        raise Unsupported("the decoder keeps no source state apart (shares_source is False): beams "
+                          "copy its whole cache, which is correct")
+    memory = _encode(build(enc, seed=3))
+    y, _ = _inputs(2, length=TARGET_LEN)
+    prefix, beams = 2, 2
+    with torch.no_grad():
+        cache = decoder.init_cache(memory, BATCH, TARGET_LEN)
+        _, cache = decoder(y[:, :prefix], memory, cache)
+        # beams: hypotheses 2i, 2i+1 of source i, their prefixes picked from the source's rows
+        index = torch.arange(BATCH).repeat_interleave(beams)
+        cache = decoder.reorder_hypotheses(cache, index, None)
+        grown = y[index, prefix:prefix + 2] + 0.1 * torch.arange(beams).repeat(BATCH)[:, None, None]
+        continued, cache = decoder(grown, memory, cache)
+        whole = torch.cat([y[index, :prefix], grown], 1)
+        expected = decoder(whole, memory.index_select(index))[0][:, prefix:]
+        _close(continued, expected, "beams sharing their source's state after reorder_hypotheses")
+        # source 1 leaves, and the beams of the others swap
+        sources = torch.tensor([0, 2])
+        index = torch.tensor([1, 0, 5, 4])
+        cache = decoder.reorder_hypotheses(cache, index, sources)
+        last = y[index // beams, prefix + 2:prefix + 3]
+        continued, _ = decoder(last, memory.index_select(sources), cache)
+        picked = memory.index_select(index // beams)
+        expected = decoder(torch.cat([whole[index], last], 1), picked)[0][:, -1:]
+        _close(continued, expected, "after a source left the batch (reorder_hypotheses with sources)")
+
+
 def source_padding_invariance(dec: Registration, enc: Registration) -> None:
     """Extra padding of the source leaves the decoder's outputs unchanged."""
     encoder, decoder = build(enc, seed=3), build(dec)
@@ -300,7 +334,8 @@ def overfit(dec: Registration, enc: Registration) -> None:
 
 ENCODER_CHECKS = [encoder_shapes, encoder_padding_invariance, round_trip]
 DECODER_CHECKS = [decoder_shapes, decoder_causality, decoder_incremental, decoder_reorder]
-PAIR_CHECKS = [decoder_incremental, decoder_reorder, source_padding_invariance, overfit]
+PAIR_CHECKS = [decoder_incremental, decoder_reorder, decoder_shared_source, source_padding_invariance,
+               overfit]
 
 
 def conformance_checks(manager: PluginManager, plugin: str | None = None,

@@ -12,14 +12,28 @@ from generation_cases import DECODERS, GOLDEN, decode_all, ends_early, make_mode
 from torch.overrides import TorchFunctionMode
 
 from seqkit.generate import SearchConfig, generate
+from seqkit.interfaces import Decoder
+
+# Beam search over the Transformer now computes cross-attention once per source for all of its
+# beams (the beams' queries side by side in one SDPA call, the keys and values not copied per
+# beam): the same arithmetic in another blocking, so scores may move in the last bits of float32
+# (up to 3e-6 seen here). Tokens stay; everything else stays to the bit.
+ROUNDING = {f"transformer-{norm}/{search}" for norm in ("pre", "post")
+            for search in ("beam2-prompts", "beam3-penalty", "beam4-nbest2", "beam3-norepeat")}
 
 
 def test_outputs_equal_the_recorded_ones_to_the_bit():
     expected = json.loads(GOLDEN.read_text())
     found = json.loads(json.dumps(decode_all()))
     assert found.keys() == expected.keys()
-    differ = [name for name in expected if found[name] != expected[name]]
+    differ = [name for name in expected if name not in ROUNDING and found[name] != expected[name]]
     assert not differ, f"outputs changed: {differ}"
+    for name in ROUNDING:
+        for new, old in zip(found[name], expected[name], strict=True):
+            assert [h[0] for h in new] == [h[0] for h in old], f"{name}: tokens changed"
+            for (_, score, rank), (_, old_score, old_rank) in zip(new, old, strict=True):
+                assert abs(float.fromhex(score) - float.fromhex(old_score)) <= 1e-5, name
+                assert abs(float.fromhex(rank) - float.fromhex(old_rank)) <= 1e-5, name
 
 
 class SyncCounter(TorchFunctionMode):
@@ -84,3 +98,66 @@ def test_one_host_sync_per_decode_step(case, prompts):
     expected = counter.steps + (1 if config.beam == 1 else 0)
     assert counter.syncs == expected, (f"{counter.syncs} host syncs in {counter.steps} decoder calls "
                                        f"(outputs of {sorted(lengths)} tokens): {counter.seen}")
+
+
+class OldStyleDecoder(Decoder):
+    """A third-party decoder written to the cache contract before source state could be shared:
+    a GRU cell with dot attention that reads the memory from ``enc`` at every call, a cache of
+    its state only, and its own two-argument ``reorder_cache``."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.d_model = d_model
+        self.cell = torch.nn.GRUCell(2 * d_model, d_model)
+        self.reorders = 0
+
+    def forward(self, y, enc, cache=None):
+        h = cache["h"] if cache is not None else y.new_zeros(y.size(0), self.d_model)
+        assert enc.memory.size(0) == h.size(0), "enc must be row-selected like the cache"
+        outputs = []
+        for t in range(y.size(1)):
+            scores = (enc.memory @ h[:, :, None]).squeeze(2).masked_fill(~enc.mask, -1e9)
+            context = (scores.softmax(-1)[:, None] @ enc.memory)[:, 0]
+            h = self.cell(torch.cat([y[:, t], context], -1), h)
+            outputs.append(h)
+        return torch.stack(outputs, 1), (None if cache is None else {"h": h})
+
+    def init_cache(self, enc, batch_size, max_len):
+        return {"h": enc.memory.new_zeros(batch_size, self.d_model)}
+
+    def reorder_cache(self, cache, index):
+        self.reorders += 1
+        return {"h": cache["h"].index_select(0, index)}
+
+
+def _same_search(a, b, atol=0.0):
+    assert [[h.tokens for h in row] for row in a] == [[h.tokens for h in row] for row in b]
+    torch.testing.assert_close(torch.tensor([[h.score for h in row] for row in a]),
+                               torch.tensor([[h.score for h in row] for row in b]), atol=atol, rtol=0)
+
+
+def test_a_decoder_written_to_the_old_cache_contract_still_decodes():
+    model = make_model(DECODERS["transformer-post"])
+    torch.manual_seed(5)
+    model.decoder = OldStyleDecoder(16).eval()
+    source, mask = sources()
+    for config in (SearchConfig(max_len=8, beam=3, nbest=2), SearchConfig(max_len=8, min_len=2)):
+        cached = generate(model, source, mask, config)
+        assert model.decoder.reorders > 0
+        recomputed = generate(model, source, mask, SearchConfig(**{**config.__dict__, "use_cache": False}))
+        _same_search(cached, recomputed, atol=1e-5)
+
+
+def test_shared_source_state_decodes_as_copying_it():
+    """The Transformer shares cross-attention keys/values between a source's beams; turned off
+    (every row copied, the old way) it finds the same hypotheses, with scores equal to float
+    rounding (one SDPA call over a source's beams instead of one per beam)."""
+    model = ends_early(make_model(DECODERS["transformer-pre"]), *sources())
+    source, mask = sources()
+    prompts = [[5, 6], [], [7, 8, 9], [5], [10, 11]]
+    for config in (SearchConfig(max_len=10, beam=4, nbest=3), SearchConfig(max_len=10, beam=2)):
+        shared = generate(model, source, mask, config, prompts=prompts)
+        model.decoder.shares_source = False
+        copied = generate(model, source, mask, config, prompts=prompts)
+        del model.decoder.shares_source
+        _same_search(shared, copied, atol=1e-5)

@@ -219,11 +219,12 @@ def test_advancing_one_cache_twice_is_refused_and_copying_branches():
 def test_cache_layout_is_batch_first():
     decoder = make_decoder()
     cache = decoder.init_cache(encoder_output(S=5), 3, 8)
-    assert cache["length"] == 0 and cache["memory_mask"].shape == (3, 5)
+    assert cache["length"] == 0 and cache["source"]["memory_mask"].shape == (3, 5)
     for layer_cache in cache["layers"]:
         assert layer_cache["k"].shape == layer_cache["v"].shape == (3, 4, 8, D // 4)
+    for layer_cache in cache["source"]["layers"]:  # what depends on the source only
         assert layer_cache["memory_k"].shape == layer_cache["memory_v"].shape == (3, 4, 5, D // 4)
-    assert "memory_mask" not in decoder.init_cache(None, 3, 8)
+    assert "source" not in decoder.init_cache(None, 3, 8)
 
 
 @torch.no_grad()

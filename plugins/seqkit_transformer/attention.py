@@ -68,8 +68,8 @@ class SelfAttention(nn.Module):
             q, k, v, attn_mask=mask, is_causal=is_causal,
             dropout_p=self.attention_dropout if self.training else 0.0,
         )  # (B, nh, T, hs)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # re-assemble the heads side by side
-        return self.resid_dropout(self.proj(y))
+        y = self.proj(y.transpose(1, 2).reshape(B, T, C))  # the heads side by side again
+        return self.resid_dropout(y) if self.training else y  # eval: no call at all (decoding)
 
 
 class CrossAttention(nn.Module):
@@ -97,18 +97,30 @@ class CrossAttention(nn.Module):
     def forward(
         self, x: Tensor, k: Tensor, v: Tensor, memory_mask: Tensor | None, need_weights: bool = False
     ) -> tuple[Tensor, Tensor | None]:
-        """x: (B, T, D); k, v: (B, nh, S, hs); memory_mask: (B, S) bool, True = real (None: all real).
+        """x: (B, T, D); k, v: (Bs, nh, S, hs); memory_mask: (Bs, S) bool, True = real (None: all
+        real). Bs = B, or B = Bs * g with the g rows of source i consecutive (beams sharing their
+        source's keys and values): their queries then attend as g*T positions of that source.
 
         Returns the output (B, T, D) and, with ``need_weights``, the weights (B, nh, T, S).
         """
         B, T, C = x.size()
-        q = self.q(x).view(B, T, self.heads, C // self.heads).transpose(1, 2)  # (B, nh, T, hs)
-        mask = None if memory_mask is None else memory_mask[:, None, None, :]  # (B, 1, 1, S)
+        Bs, nh, hs = k.size(0), self.heads, C // self.heads
+        g = B // Bs  # hypotheses per source
+        if g == 1:
+            q = self.q(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        else:
+            q = self.q(x).view(Bs, g, T, nh, hs).permute(0, 3, 1, 2, 4).reshape(Bs, nh, g * T, hs)
+        mask = None if memory_mask is None else memory_mask[:, None, None, :]  # (Bs, 1, 1, S)
         dropout_p = self.attention_dropout if self.training else 0.0
         weights = None
         if need_weights:
             y, weights = attention_with_weights(q, k, v, mask, dropout_p)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, D)
-        return self.resid_dropout(self.proj(y)), weights
+        if g == 1:
+            y = self.proj(y.transpose(1, 2).reshape(B, T, C))  # (B, T, D)
+        else:  # (Bs, nh, g*T, hs) -> (B, T, D)
+            y = self.proj(y.view(Bs, nh, g, T, hs).permute(0, 2, 3, 1, 4).reshape(B, T, C))
+            if weights is not None:
+                weights = weights.view(Bs, nh, g, T, -1).transpose(1, 2).reshape(B, nh, T, -1)
+        return (self.resid_dropout(y) if self.training else y), weights

@@ -5,13 +5,19 @@ incremental decoding.
 Cache layout (every tensor batch-first, so ``seqkit.interfaces.reorder_cache`` works unchanged)::
 
     {"length": int,                           # positions decoded so far
-     "memory_mask": (B, S) bool,              # only with an encoder
-     "memory_padded": bool,                   # False: no padding, cross-attention skips the mask
      "layers": [{"k": (B, nh, max_len, hs),   # self-attention keys/values, preallocated,
-                 "v": (B, nh, max_len, hs),   #   positions < length are valid
-                 "memory_k": (B, nh, S, hs),  # cross-attention keys/values of the memory,
-                 "memory_v": (B, nh, S, hs)}, #   computed once in init_cache (encoder only)
-                ...one per layer]}
+                 "v": (B, nh, max_len, hs)},  #   positions < length are valid
+                ...one per layer],
+     "memory_padded": bool,                   # False: no padding, cross-attention skips the mask
+     "source": {                              # only with an encoder; one row per source:
+         "memory_mask": (Bs, S) bool,         #   beams of a source share it (shares_source)
+         "layers": [{"memory_k": (Bs, nh, S, hs),   # cross-attention keys/values of the
+                     "memory_v": (Bs, nh, S, hs)},  #   memory, computed once in init_cache
+                    ...one per layer]}}
+
+B is the number of hypotheses, Bs of sources (equal until beam search groups B = Bs * beams,
+consecutive); cross-attention then reads each source's keys and values once for all of its beams,
+its beams' queries side by side as one source's positions.
 """
 
 import torch
@@ -40,6 +46,8 @@ class TransformerDecoder(Decoder):
     last layer, averaged over heads, of the last forward: (B, T, S), zero on padded sources. (The
     last layer, as fairseq does for alignments: it is the one closest to the output.)
     """
+
+    shares_source = True  # cache["source"]: cross-attention keys/values, one copy per source
 
     def __init__(self, config: TransformerDecoderConfig, d_model: int):
         super().__init__()
@@ -104,15 +112,18 @@ class TransformerDecoder(Decoder):
             )
         first_k.seqkit_written = length + T
 
-        x = self.dropout(self.positions(y, offset=length))  # (B, T, D)
+        x = self.positions(y, offset=length)  # (B, T, D)
+        x = self.dropout(x) if self.training else x
         # one new position sees every cached key: no mask; a chunk needs the shifted triangle
         self_mask = None if T == 1 else chunk_causal_mask(length, T, y.device)  # (T, length+T)
         weights = None
+        source = cache.get("source")
+        mask = None if source is None or not cache["memory_padded"] else source["memory_mask"]
         for i, (layer, layer_cache) in enumerate(zip(self.layers, cache["layers"], strict=True)):
             memory = None
-            if "memory_mask" in cache:
-                mask = cache["memory_mask"] if cache.get("memory_padded", True) else None
-                memory = (layer_cache["memory_k"], layer_cache["memory_v"], mask)
+            if source is not None:
+                memory_cache = source["layers"][i]
+                memory = (memory_cache["memory_k"], memory_cache["memory_v"], mask)
             x, weights = layer(
                 x, self_mask=self_mask, is_causal=False, memory=memory,
                 cache=layer_cache, length=length, need_weights=self._need_weights(i),
@@ -140,15 +151,14 @@ class TransformerDecoder(Decoder):
             )
         weight = self.layers[0].ln_1.weight  # device and dtype of the model
         shape = (batch_size, self.heads, max_len, self.d_model // self.heads)
-        layers = []
-        for layer in self.layers:
-            layer_cache = {"k": weight.new_zeros(shape), "v": weight.new_zeros(shape)}
-            if enc is not None:
-                layer_cache["memory_k"], layer_cache["memory_v"] = layer.cross.memory_kv(enc.memory)
-            layers.append(layer_cache)
-        cache = {"length": 0, "layers": layers}
+        layers = [{"k": weight.new_zeros(shape), "v": weight.new_zeros(shape)} for _ in self.layers]
+        cache = {"length": 0, "layers": layers, "memory_padded": False}
         if enc is not None:
-            cache["memory_mask"] = enc.mask
+            memory = []
+            for layer in self.layers:
+                k, v = layer.cross.memory_kv(enc.memory)
+                memory.append({"memory_k": k, "memory_v": v})
+            cache["source"] = {"memory_mask": enc.mask, "layers": memory}
             # decided once per source: unmasked attention is the faster kernel (a step at batch 1
             # is mostly fixed costs), and dropping rows from the batch never adds padding
             cache["memory_padded"] = not bool(enc.mask.all())

@@ -19,7 +19,8 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.proj(self.activation(self.fc(x))))
+        x = self.proj(self.activation(self.fc(x)))
+        return self.dropout(x) if self.training else x
 
 
 class EncoderLayer(nn.Module):
