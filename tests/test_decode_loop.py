@@ -14,11 +14,13 @@ from torch.overrides import TorchFunctionMode
 from seqkit.generate import SearchConfig, generate
 from seqkit.interfaces import Decoder
 
-# Beam search over the Transformer now computes cross-attention once per source for all of its
-# beams (the beams' queries side by side in one SDPA call, the keys and values not copied per
-# beam): the same arithmetic in another blocking, so scores may move in the last bits of float32
-# (up to 3e-6 seen here). Tokens stay; everything else stays to the bit.
-ROUNDING = {f"transformer-{norm}/{search}" for norm in ("pre", "post")
+# Beam search now attends over the memory once per source for all of its beams (the beams'
+# queries side by side in one SDPA / bmm call, the keys, values and memory not copied per beam):
+# the same arithmetic in another blocking, so beam scores of the decoders with attention may move
+# in the last bits of float32 (up to 3e-6 seen here). Tokens stay; everything else stays to the bit
+# (greedy, sampling, the recurrent decoders' single steps through native cells included).
+ROUNDING = {f"{decoder}/{search}" for decoder in ("transformer-pre", "transformer-post", "lstm-general",
+                                                  "lstm-additive", "gru-dot")
             for search in ("beam2-prompts", "beam3-penalty", "beam4-nbest2", "beam3-norepeat")}
 
 

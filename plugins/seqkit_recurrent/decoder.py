@@ -6,10 +6,15 @@ additive attention scores the memory with the previous state and feeds the conte
 input, so step t waits for step t-1: it runs as a Python loop over a stack of nn.*Cell modules.
 
 Cache (every tensor batch first, so the generic index_select reorders it):
-    h     (B, layers, H)  recurrent state after the last position seen
-    c     (B, layers, H)  LSTM cell state (lstm only)
-    keys  (B, S, H)       U m of additive attention, computed once in init_cache (additive only)
-Memory and mask are read from ``enc`` at each call.
+    h       (B, layers, H)   recurrent state after the last position seen
+    c       (B, layers, H)   LSTM cell state (lstm only)
+    source: what depends on the source only, one row per source (shares_source: a source's
+            beams share it), computed once in init_cache, only with attention:
+        memory  (Bs, S, D)   the memory, zero on padded positions
+        mask    (Bs, S)      the source mask
+        keys    (Bs, S, H)   U m of additive attention (additive only)
+B counts hypotheses, Bs sources: equal, or B = Bs * g with a source's g beams consecutive, whose
+queries then attend as g * T positions of their source.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ CELLS = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
 
 
 class RecurrentDecoder(Decoder):
+    shares_source = True  # cache["source"]: memory, mask and attention keys, one copy per source
+
     def __init__(
         self,
         cell: str,
@@ -74,8 +81,11 @@ class RecurrentDecoder(Decoder):
     def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
         self._check_encoder(enc)
         cache = self.bridge(enc, batch_size, like=self._parameter())  # h[, c]: (B, layers, H)
-        if self.feeds_context:
-            cache["keys"] = self.attention.keys(self._memory(enc))  # (B, S, H), once per source
+        if self.attention is not None:  # what the attention reads, once per source
+            memory = self._memory(enc)  # (Bs, S, D)
+            cache["source"] = {"memory": memory, "mask": enc.mask}
+            if self.feeds_context:
+                cache["source"]["keys"] = self.attention.keys(memory)  # (Bs, S, H)
         return cache
 
     def forward(
@@ -83,26 +93,29 @@ class RecurrentDecoder(Decoder):
     ) -> tuple[Tensor, Cache | None]:
         """y (B, T, D) -> hidden (B, T, D); with a cache, y holds only the new positions."""
         self._check_encoder(enc)
-        memory = None if self.attention is None else self._memory(enc)  # (B, S, D)
+        memory = mask = keys = None
         if cache is None:
             state = self.bridge(enc, y.shape[0], like=self._parameter())
-            keys = self.attention.keys(memory) if self.feeds_context else None
+            if self.attention is not None:
+                memory, mask = self._memory(enc), enc.mask  # (B, S, D), (B, S)
+                keys = self.attention.keys(memory) if self.feeds_context else None
         else:
             state = {name: cache[name] for name in self.bridge.names}
-            keys = cache.get("keys")
+            if self.attention is not None:
+                source = cache["source"]
+                memory, mask, keys = source["memory"], source["mask"], source.get("keys")
 
         if self.feeds_context:
-            outputs, contexts, weights, state = self._additive_loop(y, memory, enc.mask, keys, state)
+            outputs, contexts, weights, state = self._additive_loop(y, memory, mask, keys, state)
         else:
-            if self.cell == "lstm" and cache is not None and y.size(1) == 1 and y.device.type == "cpu" \
-                    and not self.training:
-                output, hx = self._lstm_step(y, self._to_torch(state))  # (B, 1, H)
+            if cache is not None and y.size(1) == 1 and y.device.type == "cpu" and not self.training \
+                    and type(self.rnn) in _CELL_MODULES:  # not a quantized module: it has no plain weights
+                outputs, state = self._cell_step(y, state)  # (B, 1, H)
             else:
                 output, hx = self.rnn(y, self._to_torch(state))  # (B, T, H)
-            outputs, state = output, self._from_torch(hx)
+                outputs, state = output, self._from_torch(hx)
             if self.attention is not None:
-                contexts, weights = self.attention(  # (B, T, D), (B, T, S) or None
-                    outputs, memory, enc.mask, need_weights=self.record_attention)
+                contexts, weights = self._attend(outputs, memory, mask, None)  # (B, T, D), (B, T, S)
 
         if self.attention is None:
             hidden = self.output(outputs)  # (B, T, D)
@@ -128,8 +141,7 @@ class RecurrentDecoder(Decoder):
         cs = list(state["c"].unbind(1)) if self.cell == "lstm" else None
         outputs, contexts, weights = [], [], []
         for t in range(y.shape[1]):
-            context, weight = self.attention(  # (B, 1, D), (B, 1, S) or None
-                hs[-1][:, None], memory, mask, keys, need_weights=self.record_attention)
+            context, weight = self._attend(hs[-1][:, None], memory, mask, keys)  # (B, 1, D), (B, 1, S)
             layer_input = torch.cat([y[:, t], context[:, 0]], dim=-1)  # (B, 2D)
             for layer, cell in enumerate(self.cells):
                 if layer > 0:
@@ -149,21 +161,49 @@ class RecurrentDecoder(Decoder):
         stacked_weights = torch.stack(weights, dim=1) if weights else None  # (B, T, S)
         return torch.stack(outputs, dim=1), torch.stack(contexts, dim=1), stacked_weights, state
 
-    def _lstm_step(self, y: Tensor, hx: tuple[Tensor, Tensor]) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """One position through the LSTM stack with nn.LSTM's own weights, one native cell per layer.
-        On CPU nn.LSTM runs oneDNN, whose setup costs ~0.24 ms per layer and call: for one step
-        that is most of a decode step at batch 1 (lstm_cell: ~0.03 ms). Same arithmetic; the
-        floats may differ from the fused kernel's in the last bits."""
-        h0, c0 = hx  # (layers, B, H)
+    def _attend(self, query: Tensor, memory: Tensor, mask: Tensor, keys: Tensor | None
+                ) -> tuple[Tensor, Tensor | None]:
+        """Attention of queries (B, T, H) over memory (Bs, S, D): with B = Bs * g (a source's beams
+        consecutive), the g beams' queries are g * T positions of their source, so the memory
+        is read once per source. Returns context (B, T, D) and weights (B, T, S) or None."""
+        B, T, _ = query.shape
+        Bs = memory.size(0)
+        if B != Bs:
+            query = query.reshape(Bs, B // Bs * T, -1)  # (Bs, g*T, H): a view, beams consecutive
+        context, weights = self.attention(query, memory, mask, keys, need_weights=self.record_attention)
+        if B != Bs:
+            context = context.reshape(B, T, -1)
+            weights = weights.reshape(B, T, -1) if weights is not None else None
+        return context, weights
+
+    def _cell_step(self, y: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One position through the stack with the fused module's own weights, one native cell per
+        layer (torch.lstm_cell / gru_cell / rnn_tanh_cell / rnn_relu_cell), reading and writing
+        the cache layout (B, layers, H) directly. On CPU nn.LSTM/GRU/RNN run oneDNN, whose setup
+        costs ~0.24 ms per layer and call: for one step that is most of a decode step at batch 1
+        (a cell: ~0.03 ms). Same arithmetic; the floats may differ from the fused kernel's in
+        the last bits."""
+        step = _CELL_STEPS[self.cell if self.cell != "rnn" else f"rnn_{self.rnn.nonlinearity}"]
         x, hs, cs = y[:, 0], [], []
-        for layer in range(self.rnn.num_layers):
-            weights = [getattr(self.rnn, f"{name}_l{layer}") for name in
-                       ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            h, c = torch.lstm_cell(x, (h0[layer], c0[layer]), *weights)
+        h0, c0 = state["h"], state.get("c")
+        for layer, weights in enumerate(self._cell_weights()):
+            if c0 is None:
+                h = step(x, h0[:, layer], *weights)
+            else:
+                h, c = step(x, (h0[:, layer], c0[:, layer]), *weights)
+                cs.append(c)
             hs.append(h)
-            cs.append(c)
             x = h  # no dropout between layers: inference only
-        return x[:, None], (torch.stack(hs), torch.stack(cs))
+        state = {"h": torch.stack(hs, dim=1)}  # (B, layers, H)
+        if cs:
+            state["c"] = torch.stack(cs, dim=1)
+        return x[:, None], state
+
+    def _cell_weights(self) -> list[list[Tensor]]:
+        """Per layer, the fused module's (weight_ih, weight_hh, bias_ih, bias_hh)."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return [[getattr(self.rnn, f"{name}_l{layer}") for name in names]
+                for layer in range(self.rnn.num_layers)]
 
     def _parameter(self) -> Tensor:
         """Any parameter: zero states take its device and dtype."""
@@ -195,6 +235,11 @@ class RecurrentDecoder(Decoder):
         if self.cell == "lstm":
             return {"h": hx[0].transpose(0, 1), "c": hx[1].transpose(0, 1)}
         return {"h": hx.transpose(0, 1)}
+
+
+_CELL_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
+_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn_tanh": torch.rnn_tanh_cell,
+               "rnn_relu": torch.rnn_relu_cell}
 
 
 # -- factories (registered in __init__.py) ------------------------------------------------------
