@@ -13,7 +13,6 @@ seqkit tokenizer gives Marian's ids and that seqkit and the Marian model decode 
 
 from __future__ import annotations
 
-import json
 import random
 import warnings
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from seqkit.hf_tokenizer import (
     fast_tokenizer_vocab,
     marian_order,
     marian_tokenizer,
+    read_json,
     read_vocab,
     renumbered,
 )
@@ -56,12 +56,7 @@ def read_config(folder: Path) -> dict:
     path = folder / "config.json"
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder (a local MarianMT folder; nothing is downloaded)")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: missing; not a Hugging Face model folder") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a JSON config: {str(exc).splitlines()[0]}") from None
+    config = read_json(path, "missing; not a Hugging Face model folder", "a JSON config")
     if not isinstance(config, dict):
         raise DataError(f"{path}: not a JSON object")
     return config

@@ -141,14 +141,19 @@ def _spm_proto(path: Path):
     return proto
 
 
+def read_json(path: Path, missing: str, what: str):
+    """The JSON in ``path``; a DataError naming it when it is ``missing`` or not ``what``."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path}: {missing}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not {what}: {str(exc).splitlines()[0]}") from None
+
+
 def read_vocab(path: Path) -> dict[str, int]:
     """vocab.json: piece -> id, ids 0..N-1 each once."""
-    try:
-        vocab = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such vocabulary file") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a JSON vocabulary: {str(exc).splitlines()[0]}") from None
+    vocab = read_json(path, "no such vocabulary file", "a JSON vocabulary")
     if not isinstance(vocab, dict) or sorted(vocab.values()) != list(range(len(vocab))):
         raise DataError(f"{path}: not a vocabulary (piece -> id, ids 0..N-1 each once)")
     return vocab
