@@ -1,6 +1,8 @@
 """The cache of prepared data: where a task's prepared files live and what names them.
 
-    <cache>/<task>-<data key>/task_state.json        the task's fitted state (its tokenizers)
+    <cache>/<task>-<data key>/task_state.json        the task's fitted state (its tokenizers); its
+                                                      time says when the folder was last used
+    <cache>/<task>-<data key>/about.json             the task and the files it was made from
     <cache>/<task>-<data key>/<encoding key>/        a prepared split (seqkit.prepared)
 
 The data key is a hash of the task's name and options with every file option replaced by the
@@ -125,12 +127,16 @@ class Prepared:
     root: Path
     task_name: str
     key: str
+    files: dict[str, str] = dataclasses.field(default_factory=dict)  # file options, for `seqkit cache list`
 
     @classmethod
     def of(cls, task_name: str, options: Any, root: Path | None = None,
            extra: dict[str, Any] | None = None, code: tuple[str, ...] = ()) -> Prepared:
         root = Path(root) if root is not None else cache_root()
-        return cls(root, task_name, data_key(task_name, options, extra, code))
+        files = {field.name: str(value) for field in dataclasses.fields(options)
+                 if isinstance(value := getattr(options, field.name), Path)} \
+            if dataclasses.is_dataclass(options) else {}
+        return cls(root, task_name, data_key(task_name, options, extra, code), files)
 
     @property
     def folder(self) -> Path:
@@ -146,6 +152,10 @@ class Prepared:
         except (OSError, ValueError) as exc:
             log.warning("prepared task state %s unreadable (%s): fitting again", path, exc)
             return None
+        try:
+            os.utime(path)  # used now: `seqkit cache clean` removes what has not been for long
+        except OSError:
+            pass  # (a read-only cache)
         return state if isinstance(state, dict) else None
 
     def ready(self, data: Any) -> bool:
@@ -158,6 +168,8 @@ class Prepared:
         from seqkit.storage import atomic_write, make_folder
 
         make_folder(self.folder)
+        about = {"task": self.task_name, "files": self.files, "seqkit": seqkit.__version__}
+        atomic_write(self.folder / "about.json", json.dumps(about).encode())
         atomic_write(self.folder / "task_state.json", json.dumps(state).encode())
 
     def encoding(self, state: dict[str, Any], data: Any) -> Path:
