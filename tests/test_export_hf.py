@@ -136,7 +136,7 @@ def test_what_marian_cannot_express_is_one_line(tmp_path, changes, message):
 
 
 def test_bad_arguments_are_one_line(run, tmp_path):
-    with pytest.raises(ConfigError, match="--to: unknown format 'onnx'; formats: hf"):
+    with pytest.raises(ConfigError, match="--to: unknown format 'onnx'; formats: ctranslate2, hf"):
         seqkit.export(run, "onnx", tmp_path / "x")
     with pytest.raises(ConfigError, match="check: must be an integer >= 1, got 0"):
         seqkit.export(run, "hf", tmp_path / "x", check=0)
