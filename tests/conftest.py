@@ -120,3 +120,14 @@ def make_task(builtin_tasks, tmp_path):
         path.write_text(tomli_w.dumps({"task": {"name": name, **options}}))
         return build_task(load_config(path, manager=builtin_tasks), builtin_tasks)
     return make
+
+
+@pytest.fixture(scope="session")
+def export_run(tmp_path_factory):
+    """A tiny post-norm Transformer run on the numbers data, trained once for the export tests."""
+    import seqkit
+    from tests.export_support import config
+
+    out = tmp_path_factory.mktemp("runs") / "numbers"
+    seqkit.train(config(), out=out, test=False)
+    return out

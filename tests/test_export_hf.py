@@ -12,38 +12,13 @@ import seqkit  # noqa: I001  (after the skip: transformers must be there)
 from seqkit import export_hf
 from seqkit.cli import cli
 from seqkit.errors import ConfigError, ExportError, StorageError
+from tests.export_support import config
 from tests.marian_support import pairs
 
-DATA = Path(__file__).resolve().parent.parent / "examples" / "data"
 
-
-def config(**changes) -> dict:
-    """A tiny post-norm Transformer translating number words, one shared vocabulary."""
-    layer = {"name": "transformer", "layers": 2, "heads": 2, "ffn_size": 64, "norm": "post", "dropout": 0.0}
-    base = {
-        "seed": 1,
-        "task": {"name": "translation", "train": str(DATA / "numbers.train.tsv"),
-                 "valid": str(DATA / "numbers.valid.tsv"), "test": str(DATA / "numbers.test.tsv"),
-                 "tokenizer": "bpe", "vocab_size": 200, "shared_vocab": True},
-        "model": {"d_model": 32, "share_embeddings": True, "encoder": dict(layer), "decoder": dict(layer)},
-        "data": {"max_source_len": 40, "max_target_len": 30},
-        "train": {"steps": 150, "lr": 3e-3, "warmup_steps": 20, "eval_every": 150, "eval_examples": 10,
-                  "log_every": 150},
-    }
-    for key, value in changes.items():
-        *path, last = key.split("__")
-        table = base
-        for part in path:
-            table = table[part]
-        table[last] = value
-    return base
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "numbers"
-    seqkit.train(config(), out=out, test=False)
-    return out
+@pytest.fixture
+def run(export_run):
+    return export_run
 
 
 def hf_outputs(folder: Path, texts: list[str], max_len: int, beam: int = 1) -> list[str]:
