@@ -33,6 +33,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+PRECISIONS = (*DTYPES, "int8")  # what load() takes: the autocast dtypes, and int8 on the CPU
+
 
 def build_task(config: RunConfig, manager: PluginManager) -> Task:
     if config.task is None:
@@ -63,6 +65,7 @@ class Model:
                  manager: PluginManager, precision: str = "fp32"):
         self.model, self.task, self.config, self.path, self.meta = model, task, config, path, meta
         self.manager, self.precision = manager, precision
+        self.int8_layers = None  # with precision int8: which layers run in int8 (seqkit.quantize)
 
     @property
     def device(self) -> torch.device:
@@ -124,8 +127,8 @@ class Model:
             return attention_map(self.model, self.task, self.config, text, options)
 
     def autocast(self):
-        """The precision context generation runs in (fp32: none)."""
-        if self.precision == "fp32":
+        """The precision context generation runs in (fp32 and int8: none)."""
+        if self.precision in ("fp32", "int8"):
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
 
@@ -180,12 +183,15 @@ class Model:
 def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
          device: str | torch.device = "cpu", precision: str = "fp32") -> Model:
     """A trained model from a run folder (its best checkpoint) or a checkpoint file, on ``device``,
-    generating in ``precision`` (fp32, bf16 or fp16 autocast)."""
-    if not isinstance(precision, str) or precision not in DTYPES:
-        raise ConfigError(f"precision: must be one of {', '.join(DTYPES)}, got {precision!r}")
+    generating in ``precision`` (fp32, bf16 or fp16 autocast; int8: the linear and recurrent layers
+    quantized for the CPU, see seqkit.quantize)."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ConfigError(f"precision: must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     path = path_argument(run_or_checkpoint, "run_or_checkpoint")
     manager = manager_argument(manager)
     device = device_argument(device)
+    if precision == "int8" and torch.device(device).type != "cpu":
+        raise ConfigError(f"precision: int8 inference runs on the CPU only, not on {device}")
     if not path.exists():
         raise CheckpointError(f"{run_or_checkpoint}: no such run folder or checkpoint")
     if path.is_dir():
@@ -228,7 +234,15 @@ def load(run_or_checkpoint: str | Path, *, manager: PluginManager | None = None,
             detail = f"missing {detail}"
         raise CheckpointError(f"{path}: damaged checkpoint: its {part} is wrong: {detail}") from None
     ckpt.load_weights(model, tensors, path)
-    return Model(model.to(device).eval(), task, config, path, meta, manager, precision)
+    loaded = Model(model.to(device).eval(), task, config, path, meta, manager, precision)
+    if precision == "int8":
+        from seqkit.quantize import quantize_int8
+
+        who = {part: f"plugin {manager.get(part, component.name).plugin}, {part} {component.name!r}"
+               for part, component in (("encoder", config.model.encoder), ("decoder", config.model.decoder))
+               if component is not None}
+        loaded.int8_layers = quantize_int8(loaded.model, who)
+    return loaded
 
 
 def _is_config_file(path: Path) -> bool:

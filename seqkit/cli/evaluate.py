@@ -18,13 +18,17 @@ from seqkit.errors import SeqkitError
 @click.option("--data", type=click.Path(dir_okay=False, path_type=Path),
               help="Evaluate on this file (in the task's format) instead of a configured split.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as one JSON object.")
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32", show_default=True,
+              help="int8: the linear and recurrent layers quantized, as `seqkit generate --precision "
+                   "int8` runs them (on the CPU, where eval runs).")
 @click.pass_context
-def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, as_json: bool) -> None:
+def eval_command(ctx: click.Context, run: Path, split: str, data: Path | None, as_json: bool,
+                 precision: str) -> None:
     """Evaluate a run folder's best model (or a checkpoint file): loss, ppl, token_accuracy,
     exact_match (a fraction), bleu, chrf, ... as the task defines them."""
     from seqkit.api import load
 
-    model = load(run, manager=plugin_manager(ctx))  # a missing path is its one-line error
+    model = load(run, manager=plugin_manager(ctx), precision=precision)  # a missing path: one line
     if data is not None:
         if not data.exists():
             raise SeqkitError(f"{data}: no such data file")

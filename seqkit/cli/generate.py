@@ -19,10 +19,12 @@ from seqkit.errors import ConfigError, DataError, GenerationError, SeqkitError
 
 def device_options(command):
     """--backend and --precision, shared by the verbs that run a trained model."""
-    precisions = click.Choice(["auto", "fp32", "bf16", "fp16"])
+    precisions = click.Choice(["auto", "fp32", "bf16", "fp16", "int8"])
     command = click.option("--precision", type=precisions, default="fp32", show_default=True,
                            help="Autocast precision: fp32 unless asked; auto takes the backend's "
-                                "default precision, as `seqkit backends` lists it.")(command)
+                                "default precision, as `seqkit backends` lists it; int8 quantizes "
+                                "the linear and recurrent layers (CPU only: --backend auto picks "
+                                "the CPU).")(command)
     return click.option("--backend", "backend_name", default="auto", show_default=True,
                         help="Device backend: cpu, cuda, mps, a plugin's, or auto (the first "
                              "available, marked * by `seqkit backends`).")(command)
@@ -33,6 +35,12 @@ def _load(ctx: click.Context, run: Path, backend_name: str, precision: str):
     from seqkit.backends import get_backend, resolve_precision
 
     manager = plugin_manager(ctx)
+    if precision == "int8":  # the CPU's quantized kernels, whatever else the machine has
+        backend = get_backend("cpu" if backend_name == "auto" else backend_name, manager)
+        if backend.device().type != "cpu":
+            raise ConfigError(f"--precision int8: runs on the CPU only, not on backend {backend.name!r} "
+                              "(use --backend cpu)")
+        return load(run, manager=manager, device=backend.device(), precision=precision)
     backend = get_backend(backend_name, manager)
     precision = resolve_precision(backend, precision)
     return load(run, manager=manager, device=backend.device(), precision=precision)
