@@ -53,6 +53,7 @@ class SearchConfig:
     top_p: float = 1.0  # sampling: keep the smallest set of tokens with this much probability
     seed: int | None = None  # sampling: the same seed draws the same tokens
     use_cache: bool = True  # False recomputes the prefix every step (a baseline for tests, benchmarks)
+    compile: bool = False  # torch.compile the decode step over a static cache (seqkit.compiled_decode)
 
     def __post_init__(self):
         _at_least(self, "max_len", 1)
@@ -71,6 +72,11 @@ class SearchConfig:
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
                                       or not 0 <= self.seed < 2**64):
             raise ConfigError(f"seed: must be an integer from 0 to 2**64 - 1, got {self.seed!r}", "seed")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile: must be true or false, got {self.compile!r}", "compile")
+        if self.compile and not self.use_cache:
+            raise ConfigError("compile: compiled decoding steps through the cache; it cannot run with "
+                              "use_cache = false", "compile")
         if self.sample and self.beam > 1:
             raise ConfigError("sample: sampling draws one hypothesis; it cannot run with beam > 1", "sample")
 
@@ -150,14 +156,23 @@ class _Decoding:
     recomputing the whole prefix (``use_cache=False``). ``select`` keeps rows ``index``."""
 
     def __init__(self, model: SeqModel, enc: EncoderOutput | None, rows: int, capacity: int,
-                 use_cache: bool, max_len: int):
+                 use_cache: bool, max_len: int, compile: bool = False):
         self.model, self.enc, self.rows = model, enc, rows  # rows: before any is dropped
+        # compiled: the decode step over the decoder's static cache (in eval mode; training mode
+        # keeps the model's own path, dropout and all)
+        self.step = None
+        if compile and not model.training:
+            from seqkit.compiled_decode import compiled_step
+
+            self.step = compiled_step(model)
+        self.capacity, self.fed = capacity, 0
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
         # here, once, before any work (the cache contract's ValueError): made for one row only
         probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
                                                                                        device=enc.memory.device))
         try:
-            cache = model.decoder.init_cache(probe_enc, rows if use_cache else 1, capacity)
+            init = self.step.init_cache if self.step is not None else model.decoder.init_cache
+            cache = init(probe_enc, rows if use_cache else 1, capacity)
         except ValueError as exc:
             reason = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise ConfigError(f"max_len: {max_len} new tokens need {capacity} decoder positions (with "
@@ -192,6 +207,12 @@ class _Decoding:
             logits, _ = self.model.decode(self.prefix, self.enc)
             return logits[:, -1].float()
         model = self.model
+        if self.step is not None:
+            self.fed += tokens.size(1)
+            if self.fed > self.capacity:  # the compiled step does not check its index
+                raise ValueError(f"the cache holds {self.capacity} positions; {self.fed} fed")
+            logits, self.cache = self.step(tokens, self.cache)
+            return logits
         if model.training:  # dropout on: the model's own path
             logits, self.cache = model.decode(tokens, self.enc, self.cache)
             return logits[:, -1].float()
@@ -247,7 +268,7 @@ class _Search:
             self.prompt[i, : len(p)] = torch.tensor(p, dtype=torch.long)
         self.shortest = min(self.prompt_lengths, default=0)  # prompt tokens every row has
         self.decoding = _Decoding(model, enc, rows, 1 + longest + config.max_len, config.use_cache,
-                                  config.max_len)
+                                  config.max_len, config.compile)
         self.vocab = model.shape.target_vocab
         self.position = self.shortest  # tokens after BOS fed so far, the same for every slot
         self.paths = []

@@ -7,6 +7,7 @@ them); cross-attention switches to an explicit softmax only when its weights are
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,6 +28,18 @@ def attention_with_weights(
     return y, att
 
 
+def _broadcast_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """softmax(q kᵀ / √hs) v as broadcast products and sums, for compiled decoding's
+    cross-attention: q (..., hs) one query each, k and v (..., S, hs) broadcastable to it, mask
+    to (..., S). Inductor fuses it into loops, with the gather of a hypothesis's source rows
+    (``k[owner]``) inside them; SDPA and matmul would need those rows copied first (and matmul's
+    decomposition and its reshapes guard on sizes of 1: a graph more)."""
+    att = (q[..., None, :] * k).sum(-1) * (1.0 / math.sqrt(k.size(-1)))  # (..., S)
+    if mask is not None:
+        att = att.masked_fill(~mask, float("-inf"))
+    return (att.softmax(-1)[..., None] * v).sum(-2)  # (..., hs)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, config, d_model: int):
         super().__init__()
@@ -43,12 +56,14 @@ class SelfAttention(nn.Module):
         mask: Tensor | None = None,
         is_causal: bool = False,
         cache: dict[str, Tensor] | None = None,
-        length: int = 0,
+        length: int | Tensor = 0,
     ) -> Tensor:
         """x: (B, T, D); mask broadcastable to (B, nh, T, keys), True = attend.
 
         With ``cache`` ({"k", "v"}: (B, nh, max_len, hs)) the new keys and values are written at
-        positions ``length .. length+T`` and the queries attend to everything up to there.
+        positions ``length .. length+T`` and the queries attend to everything up to there. A
+        tensor ``length`` (T,) names the positions instead (the static cache of compiled
+        decoding): the queries then attend to the whole buffer under ``mask``.
         """
         B, T, C = x.size()
         hs = C // self.heads
@@ -56,7 +71,14 @@ class SelfAttention(nn.Module):
         q = q.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.heads, hs).transpose(1, 2)  # (B, nh, T, hs)
-        if cache is not None:
+        if cache is not None and isinstance(length, Tensor):
+            # the static cache of compiled decoding: ``length`` holds the new positions (T,) as a
+            # tensor, so one traced step serves every position; the queries attend to the whole
+            # buffer, ``mask`` (T, max_len) hiding what is not written yet
+            cache["k"].index_copy_(2, length, k)
+            cache["v"].index_copy_(2, length, v)
+            k, v = cache["k"], cache["v"]
+        elif cache is not None:
             # In place into the preallocated buffers: no reallocation or copy of the past per
             # step. Measured against a growing cache (torch.cat) on a 2-core CPU, d_model 256,
             # 4 layers, 256 steps: equal at B=1 (4.4 ms/step), 16.1 vs 18.5 ms/step at B=32.
@@ -86,6 +108,22 @@ class CrossAttention(nn.Module):
         self.proj = nn.Linear(d_model, d_model, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
+    def _compiled_decoding(self, x: Tensor, k: Tensor, v: Tensor, memory_mask: Tensor | None) -> Tensor:
+        """The compiled decode step's cross-attention (in eval mode), B a multiple of Bs as in
+        ``forward``. Every hypothesis reads its source's keys and values through an index computed
+        from the sizes (``arange(B) * Bs // B``: arithmetic on tensors, not on shapes), which
+        inductor folds into the attention's loops: nothing is copied per beam, and no shape
+        depends on B // Bs, on which torch would specialise (one query per source or several)."""
+        B, T, C = x.size()
+        Bs, nh, hs = k.size(0), self.heads, C // self.heads
+        q = self.q(x).view(B, T, nh, hs)
+        owner = torch.arange(B, device=x.device) * Bs // B  # (B,) the source of each hypothesis
+        mask = None if memory_mask is None else memory_mask[owner][:, None, None, :]  # (B, 1, 1, S)
+        # heads after positions throughout, (B, T, nh, ...): no transpose back, no reshape
+        y = _broadcast_attention(q, k[owner][:, None], v[owner][:, None], mask)  # (B, T, nh, hs)
+        # q (B, T, nh, hs) against k, v (B, 1, nh, S, hs), mask (B, 1, 1, S)
+        return self.proj(y.flatten(2))
+
     def memory_kv(self, memory: Tensor) -> tuple[Tensor, Tensor]:
         """memory (B, S, D) -> keys and values, each (B, nh, S, hs)."""
         B, S, C = memory.size()
@@ -105,6 +143,8 @@ class CrossAttention(nn.Module):
         """
         B, T, C = x.size()
         Bs, nh, hs = k.size(0), self.heads, C // self.heads
+        if torch.compiler.is_compiling() and not self.training and not need_weights:
+            return self._compiled_decoding(x, k, v, memory_mask), None
         g = B // Bs  # hypotheses per source
         if g == 1:
             q = self.q(x).view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)

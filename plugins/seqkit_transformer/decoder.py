@@ -20,13 +20,15 @@ consecutive); cross-attention then reads each source's keys and values once for 
 its beams' queries side by side as one source's positions.
 """
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from seqkit.interfaces import Cache, Decoder, EncoderOutput
+from seqkit.interfaces import Cache, Decoder, EncoderOutput, map_tensors
 from seqkit_transformer.config import TransformerDecoderConfig, check_config
 from seqkit_transformer.layers import DecoderLayer
-from seqkit_transformer.positions import make_positions
+from seqkit_transformer.positions import SinusoidalPositions, make_positions
 
 
 def chunk_causal_mask(length: int, T: int, device: torch.device) -> Tensor:
@@ -131,6 +133,61 @@ class TransformerDecoder(Decoder):
         self._keep_weights(weights)
         x = self.ln_f(x) if self.ln_f is not None else x
         return x, {**cache, "length": length + T}
+
+    def forward_static(self, y: Tensor, cache: Cache) -> tuple[Tensor, Cache]:
+        """The cached step of compiled decoding, over a cache from ``init_static_cache``: y (B, T,
+        D) the new positions. Written for torch.compile: every shape it reads is a tensor's (a
+        symbol under dynamic shapes), the position is a tensor, the memory mask is always applied
+        and nothing branches on a value, so one graph serves every position, padded and unpadded
+        sources and greedy and beam search (the graph is still specialised on T == 1, single
+        steps, against T > 1, a prefill). The caller keeps the length within the buffers (an index
+        past them is not checked here)."""
+        T = y.size(1)
+        length = cache["length"]  # (B,) every row at the same position
+        steps = length[:1] + torch.arange(T, device=y.device)  # (T,) positions of the new tokens
+        x = self._positions_at(y, steps)
+        keys = torch.arange(cache["layers"][0]["k"].size(2), device=y.device)
+        self_mask = keys[None, :] <= steps[:, None]  # (T, max_len): written and not in the future
+        source = cache.get("source")
+        for i, (layer, layer_cache) in enumerate(zip(self.layers, cache["layers"], strict=True)):
+            memory = None
+            if source is not None:
+                memory_cache = source["layers"][i]
+                memory = (memory_cache["memory_k"], memory_cache["memory_v"], source["memory_mask"])
+            x, _ = layer(x, self_mask=self_mask, is_causal=False, memory=memory,
+                         cache=layer_cache, length=steps)
+        x = self.ln_f(x) if self.ln_f is not None else x
+        return x, {**cache, "length": length + T}
+
+    def _positions_at(self, y: Tensor, steps: Tensor) -> Tensor:
+        """y + the position encodings of positions ``steps`` (T,), a tensor (not an offset)."""
+        if isinstance(self.positions, SinusoidalPositions):  # its table's formula, at these positions
+            exponent = torch.arange(0, self.d_model, 2, device=y.device, dtype=torch.float32)
+            inv_freq = torch.exp(exponent * (-math.log(10000.0) / self.d_model))
+            angle = steps.to(torch.float32)[:, None] * inv_freq[None, :]
+            table = torch.stack((angle.sin(), angle.cos()), dim=-1).flatten(1)[:, : self.d_model]
+            return y + table.to(y.dtype)
+        return y + self.positions.table(steps)  # learned: (T, D)
+
+    @torch.no_grad()
+    def init_static_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
+        """The cache of ``forward_static``: ``init_cache``'s buffers, with ``"length"`` a tensor
+        (B,) (every row the same; batch-first, so reordering keeps it) and the memory mask applied
+        whether or not a source is padded (no ``"memory_padded"`` flag to specialise on)."""
+        cache = self.init_cache(enc, batch_size, max_len)
+        del cache["memory_padded"]
+        source = cache.get("source")
+        if source is not None:
+            # fresh and contiguous, as every reorder leaves them: compiled code is specialised on
+            # strides (and on whether a tensor was made in inference mode)
+            source = map_tensors(lambda t: t.clone(memory_format=torch.contiguous_format), source)
+            if source["memory_mask"].size(1) == 1:  # one source position: a second, masked, so
+                # that a length of 1 is not a graph of its own (it weighs 0 after the softmax)
+                source = map_tensors(lambda t: torch.cat([t, torch.zeros_like(t)], dim=t.dim() // 2),
+                                     source)  # the mask (Bs, S) on dim 1, keys/values (Bs, nh, S, hs) on 2
+            cache["source"] = source
+        cache["length"] = torch.zeros(batch_size, dtype=torch.long, device=self.layers[0].ln_1.weight.device)
+        return cache
 
     @torch.no_grad()
     def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
