@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from seqkit.errors import ConfigError
-from seqkit.interfaces import Cache, EncoderOutput, iter_tensors
+from seqkit.interfaces import Cache, EncoderOutput, iter_tensors, map_tensors
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,9 @@ class CompiledStep:
             raise ConfigError(f"compile: the decoder {name} has no static cache for compiled decoding "
                               "(init_static_cache and forward_static; the Transformer has them)",
                               "compile")
+        if any(type(module).__module__.startswith("torch.ao.nn.quantized") for module in model.modules()):
+            raise ConfigError("compile: a model quantized to int8 cannot be compiled (torch.compile "
+                              "does not trace dynamic quantization); decode it without compile", "compile")
         self.mode = mode
         self._model = weakref.ref(model)
         # a code object of its own: torch keeps compiled graphs, and counts recompiles against its
@@ -96,10 +99,17 @@ class CompiledStep:
         try:
             with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True), \
                     torch.fx.experimental._config.patch(use_duck_shape=False, backed_size_oblivious=True):
-                return self._compiled(model, tokens, cache)
+                logits, new_cache = self._compiled(model, tokens, cache)
         except torch._dynamo.exc.FailOnRecompileLimitHit as exc:
             raise RuntimeError(f"compiled decoding recompiled the decode step up to torch's limit "
                                f"({torch._dynamo.config.recompile_limit}): {exc}") from None
+        if self.mode == "reduce-overhead":
+            # a CUDA graph's outputs live in its memory pool, which its next replay overwrites: keep
+            # copies of what the search holds on to (the buffers written in place are the inputs')
+            held = {id(t) for t in iter_tensors(cache)}
+            logits = logits.clone()
+            new_cache = map_tensors(lambda t: t if id(t) in held else t.clone(), new_cache)
+        return logits, new_cache
 
 
 _STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

@@ -170,3 +170,28 @@ def test_eager_decoding_does_not_touch_the_static_path(monkeypatch):
     model = make_model(DECODERS["transformer-pre"])
     generate(model, source, mask, SearchConfig(max_len=5, beam=2))
     generate(model, source, mask, SearchConfig(max_len=5))
+
+
+def test_seqkit_generate_compile_gives_the_eager_outputs(export_run):
+    """``seqkit generate --compile`` (a trained run, beam 2 and greedy) writes what eager decoding
+    writes; with --precision int8 it is a one-line error naming --compile."""
+    from click.testing import CliRunner
+
+    from seqkit.cli import cli
+
+    texts = ["nine hundred and forty", "eight hundred and sixty-six", "three"]
+    for beam in ("1", "2"):
+        args = ["generate", str(export_run), *texts, "--beam", beam, "--scores", "--backend", "cpu"]
+        eager = CliRunner().invoke(cli, args)
+        found = CliRunner().invoke(cli, [*args, "--compile"])
+        assert eager.exit_code == 0 and found.exit_code == 0, (eager.output, found.output)
+        lines = [line.split("\t") for line in found.output.splitlines()]
+        expected = [line.split("\t") for line in eager.output.splitlines()]
+        assert [text for _, text in lines] == [text for _, text in expected]
+        scores = [float(score) for score, _ in expected]
+        assert [float(score) for score, _ in lines] == pytest.approx(scores, abs=2e-4)
+    result = CliRunner().invoke(cli, ["generate", str(export_run), "three", "--compile",
+                                      "--precision", "int8"])
+    assert result.exit_code == 2, result.output
+    assert "--compile: a model quantized to int8 cannot be compiled" in result.output
+    assert "Traceback" not in result.output

@@ -206,3 +206,33 @@ def test_one_process_trains_through_the_distributed_path_over_nccl(tmp_path, mon
     assert not dist.is_initialized()  # the group was left at the end
     assert result.summary["world_size"] == 1 and result.summary["step"] == STEPS
     assert_same_losses(losses(tmp_path / "group"), losses(tmp_path / "alone"), "nccl world size 1 vs alone")
+
+
+def test_compiled_generation_on_the_gpu_gives_eager_tokens():
+    """SearchConfig(compile=True) on CUDA compiles the decode step over the static cache with
+    mode="reduce-overhead" (CUDA graphs where torch can use them): greedy, beam 4 and min_len, at
+    batch 5 and 1, give eager decoding's tokens on the device (scores to float rounding), in three
+    graphs at most (tests/test_compiled_decode.py holds the count on the CPU)."""
+    from generation_cases import DECODERS, ends_early, make_model, sources
+    from torch._dynamo.utils import counters
+
+    from seqkit import compiled_decode
+    from seqkit.generate import SearchConfig, generate
+
+    torch.compiler.reset()
+    counters.clear()
+    model = ends_early(make_model(DECODERS["transformer-pre"]), *sources()).to(BACKEND)
+    source, mask = (t.to(BACKEND) for t in sources())
+    for search in (SearchConfig(max_len=12), SearchConfig(max_len=12, beam=4, nbest=2),
+                   SearchConfig(max_len=8, min_len=3)):
+        for s, m in ((source, mask), (source[:1], mask[:1])):
+            eager = generate(model, s, m, search)
+            found = generate(model, s, m, SearchConfig(**{**search.__dict__, "compile": True}))
+            tokens = [[h.tokens for h in row] for row in found]
+            assert tokens == [[h.tokens for h in row] for row in eager], search
+            for row, eager_row in zip(found, eager, strict=True):
+                for h, e in zip(row, eager_row, strict=True):
+                    assert h.score == pytest.approx(e.score, rel=1e-4, abs=1e-4), search
+    step = compiled_decode._STEPS[model]
+    assert step.mode == "reduce-overhead" and step.calls > 0
+    assert counters["stats"]["unique_graphs"] <= 3, dict(counters["stats"])
