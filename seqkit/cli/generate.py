@@ -195,6 +195,10 @@ class UnknownInputs:
                    "newline and CR written as \\\\, \\t, \\n, \\r (as task.escapes reads them); "
                    "jsonl: one object per input, outputs raw (JSON escapes them).")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs decoded together (at least 1).")
+@click.option("--compile", "compile_", is_flag=True,
+              help="torch.compile the decode step (Transformer decoders): the first inputs wait for "
+                   "the compilation (tens of seconds on a CPU), later ones reuse it; on CUDA with "
+                   "CUDA graphs.")
 @device_options
 @click.option("--interactive", is_flag=True,
               help="Prompt for one input at a time; Ctrl-D (end of input) or Ctrl-C leaves.")
@@ -204,7 +208,7 @@ class UnknownInputs:
 def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, beam: int, nbest: int,
              sample: bool, temperature: float, top_k: int, top_p: float, seed: int | None,
              max_len: int | None, min_len: int, length_penalty: float, no_repeat_ngram: int,
-             with_scores: bool, fmt: str, batch_size: int, backend_name: str, precision: str,
+             with_scores: bool, fmt: str, batch_size: int, compile_: bool, backend_name: str, precision: str,
              interactive: bool, attention_png: Path | None) -> None:
     """Generate from a run folder's best model (or a checkpoint) for each TEXT, or for each line
     of --input or standard input, writing one output per line as results are ready. A language
@@ -220,7 +224,7 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
     options = _search_options(max_len=default_len if max_len is None else max_len, min_len=min_len,
                               beam=beam, nbest=nbest, length_penalty=length_penalty,
                               no_repeat_ngram=no_repeat_ngram, sample=sample, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed)
+                              top_k=top_k, top_p=top_p, seed=seed, compile=compile_)
 
     unknown = UnknownInputs(fmt)
 
