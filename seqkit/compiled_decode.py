@@ -10,19 +10,20 @@ A decoder offers a static cache with two methods (the Transformer has them):
   tensor in the cache, no Python branch on a value or on a flag of the cache.
 
 Everything that varies from call to call (hypotheses as rows finish or beams expand, sources,
-source length, buffer length, prompt length) is a tensor size, marked dynamic before each call, so
-the compiled step does not recompile across a mixed workload: one graph for single steps and one
-for a prefill of several tokens (torch specialises a size of 1 apart, so batch 1 adds its own
-two). Without the marks, the earlier attempt (``torch.compile(model.decode, dynamic=True)``)
-recompiled on the Python values in the cache and gave up at torch's limit of 8, silently
-decoding eagerly from there; here reaching that limit is an error, not a silent fallback.
+source length, buffer length, prompt length) is a tensor size, marked dynamic before each call
+(sizes of 1 included: ``backed_size_oblivious``; no two sizes assumed equal because they happen to
+be: ``use_duck_shape`` off), so the compiled step does not recompile across a mixed workload:
+dynamo traces one graph, which inductor specialises into three at most (single steps, single
+steps of one row, a prefill of several tokens). The earlier attempt
+(``torch.compile(model.decode, dynamic=True)``) recompiled on the Python values in the cache and
+gave up at torch's limit of 8, silently decoding eagerly from there; here each model's step has
+a code object (and so a recompile budget) of its own, and reaching the limit is an error.
 
 Eager decoding stays the default, and compiled decoding is for inference only (eval mode).
 """
 
 from __future__ import annotations
 
-import logging
 import types
 import weakref
 from typing import Any
@@ -32,8 +33,6 @@ from torch import Tensor
 
 from seqkit.errors import ConfigError
 from seqkit.interfaces import Cache, EncoderOutput, iter_tensors, map_tensors
-
-log = logging.getLogger(__name__)
 
 __all__ = ["CompiledStep", "compiled_step", "supports_static_cache"]
 
