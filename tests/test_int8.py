@@ -194,6 +194,28 @@ def test_eval_int8_from_the_cli(runs):
     assert after["loss"] == pytest.approx(before["loss"], rel=0.1, abs=0.02)
 
 
+def test_a_regressor_of_float_features_evaluates_in_int8(tmp_path):
+    """Float feature sequences: the feature projection stays float (an input layer, as the
+    embeddings), the GRU encoder and the head are int8, and the metrics stay."""
+    rows = []
+    generator = random.Random(0)
+    for _ in range(200):
+        values = [round(generator.uniform(-1, 1), 2) for _ in range(generator.randint(2, 6))]
+        rows.append(",".join(map(str, [round(sum(values), 2), *values])))
+    (tmp_path / "sums.csv").write_text("\n".join(rows) + "\n")
+    config = {"seed": 0, "task": {"name": "regression", "train": str(tmp_path / "sums.csv"),
+                                  "test": str(tmp_path / "sums.csv")},
+              "model": {"d_model": 32, "encoder": {"name": "gru"}},
+              "train": {"steps": 100, "lr": 1e-2, "warmup_steps": 10, "eval_every": 100}}
+    seqkit.train(config, out=tmp_path / "run", test=False, samples=0)
+    fp32, int8 = seqkit.load(tmp_path / "run"), seqkit.load(tmp_path / "run", precision="int8")
+    assert int8.int8_layers.quantized == ["encoder.rnn", "head"]
+    assert type(int8.model.source_embedding.proj) is nn.Linear
+    before, after = fp32.evaluate()[0], int8.evaluate()[0]
+    assert before["r2"] > 0.8
+    assert after["mse"] == pytest.approx(before["mse"], rel=0.05)
+
+
 def test_generate_int8_from_the_cli(runs):
     run = runs("gru-additive")
     fp32 = CliRunner().invoke(cli, ["generate", str(run), *INPUTS[:10]])
