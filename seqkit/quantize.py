@@ -5,8 +5,9 @@ multiplies in int8 (fbgemm / oneDNN kernels), then returns float32. What is quan
 rest is not:
 
     nn.Linear, nn.GRU, nn.LSTM, nn.*Cell   int8, in the encoder, the decoder and the output head
-    embeddings, feature projections        float: a lookup costs no multiply (and a tied output
-                                           head keeps its own int8 copy of the shared matrix)
+    embeddings, feature projections        float: a lookup multiplies nothing, and a projection
+                                           of F features is a small F x D product (a tied output
+                                           head gets its own int8 copy of the shared matrix)
     nn.RNN (Elman)                         float: torch has no dynamic int8 Elman RNN
     nn.MultiheadAttention (a plugin's)     float: it reads its projections' weights itself
     a subclass of those (a plugin's)       float: its own forward would be lost
