@@ -72,8 +72,13 @@ def quantize_int8(model: nn.Module, who: dict[str, str] | None = None) -> Int8La
     int8_engine()
     with warnings.catch_warnings():  # torch.ao.quantization and quantized tensors: deprecated
         warnings.simplefilter("ignore")
-        mapping = torch.ao.quantization.quantization_mappings.get_default_dynamic_quant_module_mappings()
-        qconfig = torch.ao.quantization.default_dynamic_qconfig
+        try:
+            from torch.ao.quantization import default_dynamic_qconfig as qconfig
+            from torch.ao.quantization import quantization_mappings
+        except ImportError:
+            raise ConfigError(f"precision: int8 needs torch's dynamic quantization (torch.ao.quantization), "
+                              f"which torch {torch.__version__} does not have; use fp32") from None
+        mapping = quantization_mappings.get_default_dynamic_quant_module_mappings()
     layers = Int8Layers()
     swaps: list[str] = []
     for part in ("encoder", "decoder", "head"):

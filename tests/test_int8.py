@@ -295,3 +295,13 @@ def test_a_decoder_that_reads_a_quantized_weight_is_named(runs, monkeypatch):
                                           r"decoder 'gru'\) does not run with int8 layers: .*weight_ih_l0.*; "
                                           r"use fp32$"):
         seqkit.load(run, precision="int8")
+
+
+def test_a_torch_without_dynamic_quantization_is_one_line(runs, monkeypatch):
+    """torch marks torch.ao.quantization deprecated: the day it is gone, int8 says so."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # its import raises ImportError
+    with pytest.raises(ConfigError, match=r"^precision: int8 needs torch's dynamic quantization \(torch.ao."
+                                          r"quantization\), which torch .* does not have; use fp32$"):
+        seqkit.load(runs("gru-lm"), precision="int8")
