@@ -125,7 +125,7 @@ CASES = [
     ("load device int", lambda s, m: seqkit.load(s / "run", device=7), ConfigError,
      "device: must be a device name"),
     ("load precision", lambda s, m: seqkit.load(s / "run", precision="fp64"), ConfigError,
-     "precision: must be one of fp32, bf16, fp16, got 'fp64'"),
+     "precision: must be one of fp32, bf16, fp16, int8, got 'fp64'"),
     ("load manager int", lambda s, m: seqkit.load(s / "run", manager=3), ConfigError,
      "manager: must be a seqkit PluginManager"),
     # Model.generate

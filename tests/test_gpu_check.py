@@ -59,7 +59,10 @@ def test_dry_mode_runs_every_step_on_the_cpu_and_writes_the_results(tmp_path):
     summary = (out / "summary.md").read_text()
     steps = steps_of(summary)
     assert list(steps) == ["setup", "cuda-tests", "train", "encode", "generate", "train-compiled"], summary
-    assert steps["cuda-tests"].startswith("ok: 7 skipped (needs a CUDA GPU"), steps
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "tests/test_cuda.py"],
+                               cwd=ROOT, capture_output=True, text=True).stdout
+    cuda_tests = len([line for line in collected.splitlines() if "::test_" in line])
+    assert steps["cuda-tests"].startswith(f"ok: {cuda_tests} skipped (needs a CUDA GPU"), steps
     assert steps["train"] == "ok: 4 rows in train.json"
     assert steps["generate"] == "ok: 12 rows in generate.json"
     assert steps["train-compiled"].startswith("skipped: not in --dry")
