@@ -12,7 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from seqkit.bench import BenchSettings, build_seqkit, model_config, run_bench
-from seqkit.bench.ct2 import IMPLEMENTATIONS, RATIOS, Translators
+from seqkit.bench.ct2 import IMPLEMENTATIONS, RATIOS, SEQKIT_INT8, Translators
 from seqkit.cli import SeqkitGroup
 from seqkit.cli.bench import bench
 from seqkit.generate import SearchConfig, generate
@@ -42,7 +42,7 @@ def test_the_baseline_rows_and_ratios(tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert data["meta"]["ctranslate2"]
     rows = {(r["implementation"], r["batch_size"]): r for r in data["rows"]}
-    assert {name for name, _ in rows} == {"seqkit", "recompute", "beam4", *IMPLEMENTATIONS}
+    assert {name for name, _ in rows} == {"seqkit", "recompute", "beam4", *IMPLEMENTATIONS, *SEQKIT_INT8}
     for batch in (1, 3):
         for name, against in RATIOS.items():
             row = rows[name, batch]
@@ -50,8 +50,11 @@ def test_the_baseline_rows_and_ratios(tmp_path):
             assert row["parameters"] == rows["seqkit", batch]["parameters"]
             assert row["ratio_vs_baseline"] == pytest.approx(row["tokens_per_s"]
                                                              / rows[against, batch]["tokens_per_s"])
+    for batch in (1, 3):  # seqkit's own int8 beside CTranslate2's: a quantized copy (FLOPs not counted)
+        assert rows["seqkit-int8", batch]["flops_per_step"] is None and rows["seqkit", batch]["flops_per_step"]
     table = result.output
-    assert "ctranslate2-int8-beam4" in table and "ratio (ctranslate2 rows): CTranslate2 / seqkit" in table
+    assert "ctranslate2-int8-beam4" in table and "beam4-int8" in table
+    assert "ratio (ctranslate2 and -int8 rows): CTranslate2's or seqkit's int8 / seqkit fp32" in table
 
 
 def test_the_translator_holds_seqkits_model():

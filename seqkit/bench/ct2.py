@@ -1,6 +1,7 @@
 """The CTranslate2 baseline of ``seqkit bench --baseline ctranslate2``: seqkit's Transformer, with
 its weights, as a CTranslate2 translator (float32 and int8, written by seqkit.export_ct2), timed on
-the same random sources as seqkit's generation.
+the same random sources as seqkit's generation, beside seqkit's own int8 (``--precision int8``'s
+dynamic quantization) on the CPU.
 
 Each step decodes exactly L new tokens per row, as seqkit's generation step does: seqkit bans the
 end of sequence before L tokens and forces it after, so it runs L + 1 decoder steps; CTranslate2
@@ -22,7 +23,22 @@ from seqkit.errors import ConfigError
 IMPLEMENTATIONS = {"ctranslate2": ("float32", 1), "ctranslate2-int8": ("int8", 1),
                    "ctranslate2-beam4": ("float32", 4), "ctranslate2-int8-beam4": ("int8", 4)}
 RATIOS = {"ctranslate2": "seqkit", "ctranslate2-int8": "seqkit", "ctranslate2-beam4": "beam4",
-          "ctranslate2-int8-beam4": "beam4"}
+          "ctranslate2-int8-beam4": "beam4", "seqkit-int8": "seqkit", "beam4-int8": "beam4"}
+# seqkit's own int8 (seqkit.quantize), timed beside CTranslate2's: name -> the search it runs
+SEQKIT_INT8 = {"seqkit-int8": "seqkit", "beam4-int8": "beam4"}
+
+
+def seqkit_int8(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The same model quantized as ``--precision int8`` loads it, for each SEQKIT_INT8 search."""
+    import copy
+
+    from seqkit.quantize import quantize_int8
+
+    quantized = copy.deepcopy(model).eval()
+    quantize_int8(quantized)
+    quantized.bench_parameters = sum(p.numel() for p in model.parameters())  # as fp32 counts them
+    quantized.bench_flops = False  # torch's FLOP counter does not see quantized products
+    return dict.fromkeys(SEQKIT_INT8, quantized)
 
 
 def check_baseline(settings, configs: dict, manager) -> None:

@@ -15,8 +15,8 @@ COLUMNS = ("arch", "mode", "impl", "len", "batch", "tokens/s (min-max)", "ms/ste
 RATIO_NOTES = {"raw": "ratio: seqkit / raw PyTorch tokens/s (train, encode)",
                "generate": "ratio (generate): seqkit's cached greedy / recompute tokens/s; "
                            "beam4 / greedy tokens/s",
-               "ctranslate2": "ratio (ctranslate2 rows): CTranslate2 / seqkit tokens/s, greedy against "
-                              "seqkit's greedy, beam4 against seqkit's beam4"}
+               "ctranslate2": "ratio (ctranslate2 and -int8 rows): CTranslate2's or seqkit's int8 / seqkit "
+                              "fp32 tokens/s, greedy against seqkit's greedy, beam4 against seqkit's beam4"}
 
 
 def format_table(result: BenchResult) -> str:

@@ -154,12 +154,13 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
                 raw = build_raw_model(config, settings.vocab)
                 copy_from_seqkit(raw, model)
                 implementations["raw"] = raw.to(device)
-            translators = None
+            translators, int8 = None, {}
             if settings.baseline == "ctranslate2":
-                from seqkit.bench.ct2 import Translators
+                from seqkit.bench.ct2 import Translators, seqkit_int8
 
                 translators = Translators(model, config, settings.vocab, settings.threads or
                                           torch.get_num_threads())
+                int8 = seqkit_int8(model) if device.type == "cpu" else {}
             for mode in timed_modes:
                 for length, size in itertools.product(settings.lengths, sizes[mode]):
                     if progress:
@@ -170,11 +171,12 @@ def run_bench(settings: BenchSettings, manager: PluginManager | None = None,
                     # generation compares search variants of seqkit's model, not the raw twin
                     compared = implementations if mode != "generate" else dict.fromkeys(GENERATE, model)
                     if mode == "generate" and translators is not None:  # the same weights, exported
-                        compared = {**compared, **translators.implementations(count_parameters(model))}
+                        engines = translators.implementations(count_parameters(model))
+                        compared = {**compared, **int8, **engines}
                     result.rows += _run_case(arch, mode, compared, batch, settings, backend,
                                              precision)
                     done += 1
-            del model, implementations, translators
+            del model, implementations, translators, int8
             gc.collect()
     finally:
         torch.set_num_threads(threads_before)
@@ -209,11 +211,13 @@ def _run_case(arch: str, mode: str, implementations: dict[str, nn.Module], batch
                 steps[name], times[name] = step, []
             continue
         rows[name] = BenchRow(arch, mode, name, length, batch_size,
-                              parameters=count_parameters(model))
+                              parameters=getattr(model, "bench_parameters", None) or count_parameters(model))
         model.train(mode == "train")
         eager = _make_step(mode, model, batch, backend, precision, compiled=False, name=name)
         # counting runs one step: the first warm-up step of the eager model as well
         rows[name].flops_per_step = guarded(name, lambda step=eager: count_flops(step))
+        if not getattr(model, "bench_flops", True):
+            rows[name].flops_per_step = None
         if rows[name].status == "ok":
             steps[name] = _make_step(mode, model, batch, backend, precision, compiled=True, name=name) \
                 if settings.compile and mode != "generate" else eager
@@ -252,7 +256,10 @@ def _make_step(mode: str, model: nn.Module, batch: Batch, backend: Backend, prec
         return train_step(model, torch.compile(model) if compiled else model, batch, backend,
                           precision)
     if mode == "generate":
-        return GenerateStep(model, batch, backend, precision, **GENERATE[name])  # a Python loop
+        from seqkit.bench.ct2 import SEQKIT_INT8
+
+        search = GENERATE[SEQKIT_INT8.get(name, name)]
+        return GenerateStep(model, batch, backend, precision, **search)  # a Python loop
     return encode_step(torch.compile(model.encode) if compiled else model.encode, batch, backend,
                        precision)
 
