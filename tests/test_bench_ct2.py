@@ -51,7 +51,8 @@ def test_the_baseline_rows_and_ratios(tmp_path):
             assert row["ratio_vs_baseline"] == pytest.approx(row["tokens_per_s"]
                                                              / rows[against, batch]["tokens_per_s"])
     for batch in (1, 3):  # seqkit's own int8 beside CTranslate2's: a quantized copy (FLOPs not counted)
-        assert rows["seqkit-int8", batch]["flops_per_step"] is None and rows["seqkit", batch]["flops_per_step"]
+        assert rows["seqkit-int8", batch]["flops_per_step"] is None
+        assert rows["seqkit", batch]["flops_per_step"]
     table = result.output
     assert "ctranslate2-int8-beam4" in table and "beam4-int8" in table
     assert "ratio (ctranslate2 and -int8 rows): CTranslate2's or seqkit's int8 / seqkit fp32" in table
