@@ -103,7 +103,8 @@ class Tokenizer:
             backend.train_from_iterator(_between(texts, [*tokens, *SPECIAL_TOKENS], normalize), trainer)
         else:  # the same counts, a word at a time (seqkit.word_cache), given as lines of tokens
             counts = words.counts(texts, lambda text: _between([text], [*tokens, *SPECIAL_TOKENS], normalize))
-            words_split, backend.pre_tokenizer = backend.pre_tokenizer, pre_tokenizers.CharDelimiterSplit("\n")
+            words_split = backend.pre_tokenizer
+            backend.pre_tokenizer = pre_tokenizers.CharDelimiterSplit("\n")
             backend.train_from_iterator(_repeated(counts), trainer)
             backend.pre_tokenizer = words_split
         backend.normalizer = normalizer

@@ -75,7 +75,8 @@ class Model:
     def generate(self, texts: list[str] | str, *, beam: int = 1, nbest: int = 1, sample: bool = False,
                  temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, seed: int | None = None,
                  max_len: int | None = None, min_len: int = 0, length_penalty: float = 0.0,
-                 no_repeat_ngram: int = 0, scores: bool = False, batch_size: int = 64) -> list:
+                 no_repeat_ngram: int = 0, scores: bool = False, batch_size: int = 64,
+                 compile: bool = False) -> list:
         """Outputs for source texts (a language model: continuations of prompts, prompt included).
 
         One string per text; with ``scores=True`` a :class:`~seqkit.inference.Generation` (text,
@@ -85,11 +86,13 @@ class Model:
 
         ``texts`` is a list (or tuple) of strings, and a list comes back; one ``str`` is one text,
         and its result alone comes back (``generate("seven") == "sept"``). Anything else is a
-        :class:`~seqkit.errors.ConfigError`."""
+        :class:`~seqkit.errors.ConfigError`. ``compile=True`` decodes through the torch.compiled
+        step (a decoder with a static cache, as the Transformer's; see seqkit.compiled_decode)."""
         max_len = self.config.data.max_target_len if max_len is None else max_len
         options = SearchConfig(max_len=max_len, min_len=min_len, beam=beam,
                                nbest=nbest, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
-                               sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+                               sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                               compile=compile)
         single = isinstance(texts, str)
         with self.autocast():
             found = search(self.model, self.task, self.config, texts, options, batch_size)

@@ -195,3 +195,14 @@ def test_seqkit_generate_compile_gives_the_eager_outputs(export_run):
     assert result.exit_code == 2, result.output
     assert "--compile: a model quantized to int8 cannot be compiled" in result.output
     assert "Traceback" not in result.output
+
+
+def test_model_generate_takes_compile(export_run):
+    """The Python API passes ``compile`` on to the search (here to its one-line refusal of an int8
+    model, which needs no compilation to say so)."""
+    import seqkit
+
+    model = seqkit.load(export_run, precision="int8")
+    with pytest.raises(ConfigError, match="compile") as error:
+        model.generate("three", compile=True)
+    assert error.value.key == "compile"
