@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqkit import BackendUnavailableError, hookimpl
+from seqkit import BackendUnavailableError
 from seqkit.backends import backends, get_backend, resolve_precision
-from seqkit.interfaces import Backend
 from seqkit.plugins import make_plugin_manager
 from seqkit_backends.peak_flops import lookup_peak_flops
+from tests.backend_support import backend_plugin
 
 
 def test_cpu_backend_is_available_and_reports_itself():
@@ -38,36 +38,7 @@ def test_cuda_and_mps_declare_their_distributed_backends_and_precisions():
 
 
 def test_auto_picks_the_available_backend_with_highest_priority():
-    class Fast(Backend):
-        name, priority = "fast", 100
-
-        def is_available(self):
-            return True
-
-        def device(self, index=None):
-            return torch.device("cpu")
-
-        def device_name(self):
-            return "fast"
-
-        def default_precision(self):
-            return "fp32"
-
-        def synchronize(self):
-            pass
-
-        def memory_stats(self):
-            return {"allocated": 0, "peak": 0}
-
-        def peak_flops(self, precision):
-            return None
-
-    class Plugin:
-        @hookimpl
-        def register_backends(self, register):
-            register("fast", Fast)
-
-    manager = make_plugin_manager(plugins=[("fast", Plugin())])
+    manager = make_plugin_manager(plugins=[("fast", backend_plugin("fast"))])
     assert get_backend("auto", manager).name == "fast"
     if not torch.cuda.is_available():
         assert get_backend("auto").name in {"cpu", "mps"}

@@ -13,11 +13,10 @@ from click.testing import CliRunner
 from torch import nn
 
 import seqkit
-from seqkit import hookimpl
 from seqkit.cli import cli
 from seqkit.errors import ConfigError
-from seqkit.interfaces import Backend
 from seqkit.plugins import make_plugin_manager
+from tests.backend_support import backend_plugin
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -236,41 +235,9 @@ def test_a_bad_precision_is_one_line(runs, command):
         seqkit.load(run, precision="int4")
 
 
-class Accelerator(Backend):
-    """A backend whose device is not the CPU (no tensor is ever put on it here)."""
-    name, priority = "accel", 100
-
-    def is_available(self):
-        return True
-
-    def device(self, index=None):
-        return torch.device("meta")
-
-    def device_name(self):
-        return "accel"
-
-    def default_precision(self):
-        return "fp32"
-
-    def synchronize(self):
-        pass
-
-    def memory_stats(self):
-        return {"allocated": 0, "peak": 0}
-
-    def peak_flops(self, precision):
-        return None
-
-
-class AcceleratorPlugin:
-    @hookimpl
-    def register_backends(self, register):
-        register("accel", Accelerator)
-
-
 def test_int8_off_the_cpu_is_one_line(runs):
     run = runs("gru-additive")
-    manager = make_plugin_manager(plugins=[("accel", AcceleratorPlugin())])
+    manager = make_plugin_manager(plugins=[("accel", backend_plugin("accel", "meta"))])
     result = CliRunner().invoke(cli, ["generate", str(run), "--backend", "accel", "--precision", "int8",
                                       "ab"], obj={"plugins": manager})
     assert result.exit_code == 2
