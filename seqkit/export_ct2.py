@@ -30,12 +30,12 @@ import torch
 
 from seqkit.errors import ConfigError, ExportError, GenerationError
 from seqkit.interfaces import BOS, EOS, PAD, SPECIAL_TOKENS, UNK
+from seqkit.marian import transformer_parts
 from seqkit.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("float32", "int8", "int8_float32")
-TRANSFORMER_PLUGIN, TRANSFORMER = "seqkit_transformer", "transformer"
 ACTIVATIONS = ("gelu", "relu", "silu")
 LAYER_NORM_EPSILON = 1e-5  # torch.nn.LayerNorm's default, which seqkit's layers use
 
@@ -55,24 +55,8 @@ def translate_options(max_len: int, beam: int = 1) -> dict:
 def check_exportable(model) -> None:
     """A one-line ConfigError naming the first option of ``model`` (a seqkit.trained.Model)
     CTranslate2's Transformer cannot hold."""
-    shape, config = model.model.shape, model.config
-    if shape.kind != "seq2seq" or shape.source_features:
-        raise ConfigError(f"task {config.task.name!r}: a {shape.kind} model with "
-                          f"{'feature' if shape.source_features else 'token'} sources cannot be a "
-                          "CTranslate2 Transformer (a translation model: token sources and targets)")
-    components = model.meta.get("components") or {}
-    for part in ("encoder", "decoder"):
-        info = components.get(part) or {}
-        if (info.get("plugin"), info.get("name")) != (TRANSFORMER_PLUGIN, TRANSFORMER):
-            raise ConfigError(f"model.{part}: {info.get('name')!r} from plugin {info.get('plugin')} "
-                              f"cannot be a CTranslate2 {part} (only the {TRANSFORMER!r} of "
-                              f"{TRANSFORMER_PLUGIN})")
-        options = getattr(config.model, part).options
-        if options.activation not in ACTIVATIONS:
-            raise ConfigError(f"model.{part}.activation: CTranslate2 has no {options.activation!r}")
-    if not config.model.decoder.options.cross_attention:
-        raise ConfigError("model.decoder.cross_attention: a CTranslate2 translator's decoder attends "
-                          "to the encoder")
+    transformer_parts(model.config, model.meta.get("components") or {}, model.model.shape, "CTranslate2",
+                      ACTIVATIONS)
     tokenizers_of(model)
 
 

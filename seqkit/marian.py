@@ -40,36 +40,45 @@ def residual_order(d_model: int) -> Tensor:
 # -- options ------------------------------------------------------------------------------------
 
 
-def marian_config(config, components: dict, shape) -> dict:
-    """The MarianConfig keys (as a dict) of a seqkit run's ``config`` (RunConfig), ``components``
-    (the checkpoint's record of which plugin built each part) and model ``shape``; a ConfigError
-    naming the first seqkit option Marian cannot express."""
+def transformer_parts(config, components: dict, shape, engine: str, activations) -> dict:
+    """The encoder's and decoder's options of a seqkit run that ``engine`` (MarianMT, CTranslate2)
+    can hold as its Transformer: a translation model whose encoder and decoder are the built-in
+    Transformer, with an activation in ``activations`` and cross-attention; else a ConfigError
+    naming the first option it cannot."""
     if shape.kind != "seq2seq" or shape.source_features:
         raise ConfigError(f"task {config.task.name!r}: a {shape.kind} model with "
                           f"{'feature' if shape.source_features else 'token'} sources cannot be a "
-                          "MarianMT model (a translation model: token sources and targets)")
+                          f"{engine} model (a translation model: token sources and targets)")
     parts = {}
     for part in ("encoder", "decoder"):
         info = components.get(part) or {}
         if (info.get("plugin"), info.get("name")) != (TRANSFORMER_PLUGIN, TRANSFORMER):
             raise ConfigError(f"model.{part}: {info.get('name')!r} from plugin {info.get('plugin')} "
-                              f"cannot be a MarianMT {part} (only the {TRANSFORMER!r} of "
+                              f"cannot be a {engine} {part} (only the {TRANSFORMER!r} of "
                               f"{TRANSFORMER_PLUGIN})")
-        options = getattr(config.model, part).options
+        parts[part] = options = getattr(config.model, part).options
+        if options.activation not in activations:
+            raise ConfigError(f"model.{part}.activation: {engine} has no {options.activation!r}")
+    if not parts["decoder"].cross_attention:
+        raise ConfigError(f"model.decoder.cross_attention: {engine}'s decoder attends to the encoder")
+    return parts
+
+
+def marian_config(config, components: dict, shape) -> dict:
+    """The MarianConfig keys (as a dict) of a seqkit run's ``config`` (RunConfig), ``components``
+    (the checkpoint's record of which plugin built each part) and model ``shape``; a ConfigError
+    naming the first seqkit option Marian cannot express."""
+    parts = transformer_parts(config, components, shape, "MarianMT", ACTIVATIONS)
+    for part, options in parts.items():
         for key, wanted in (("norm", "post"), ("positions", "sinusoidal"), ("bias", True)):
             value = getattr(options, key)
             if value != wanted:
                 raise ConfigError(f"model.{part}.{key}: MarianMT needs {_toml(wanted)}, this run has "
                                   f"{_toml(value)}")
-        if options.activation not in ACTIVATIONS:
-            raise ConfigError(f"model.{part}.activation: MarianMT has no {options.activation!r}")
-        parts[part] = options
     encoder, decoder = parts["encoder"], parts["decoder"]
     if encoder.activation != decoder.activation:
         raise ConfigError(f"model.decoder.activation: MarianMT has one activation for both; the encoder "
                           f"has {encoder.activation!r}, the decoder {decoder.activation!r}")
-    if not decoder.cross_attention:
-        raise ConfigError("model.decoder.cross_attention: MarianMT's decoder attends to the encoder")
     d = config.model.d_model
     shared = bool(config.model.share_embeddings)
     return {

@@ -44,8 +44,9 @@ def seqkit_int8(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 def check_baseline(settings, configs: dict, manager) -> None:
     """One-line ConfigErrors before anything is built: generation only, Transformer models only,
     ctranslate2 installed."""
-    from seqkit.export_ct2 import ACTIVATIONS, TRANSFORMER, TRANSFORMER_PLUGIN
+    from seqkit.export_ct2 import ACTIVATIONS
     from seqkit.exporters import require_extra
+    from seqkit.marian import TRANSFORMER, TRANSFORMER_PLUGIN
 
     if set(settings.modes) != {"generate"}:
         raise ConfigError("--baseline ctranslate2: times generation only; use --mode generate")
