@@ -6,20 +6,17 @@ import csv
 import dataclasses
 import json
 
-import click
 import pytest
 import torch
-from click.testing import CliRunner
 
 from seqkit.bench import ROW_FIELDS, BenchSettings, build_seqkit, model_config, run_bench
 from seqkit.bench.flops import count_flops, mfu
 from seqkit.bench.raw import build_raw_model, copy_from_seqkit
 from seqkit.bench.steps import Batch
-from seqkit.cli import SeqkitGroup
-from seqkit.cli.bench import bench
 from seqkit.model import count_parameters
 from seqkit.plugins import Registration, make_plugin_manager
 from seqkit_backends.cpu import CpuBackend
+from tests.bench_support import invoke
 
 TINY = ["--d-model", "16", "--layers", "1", "--heads", "2", "--vocab", "24", "--batch-size", "2",
         "--lengths", "3,6", "--warmup", "1", "--repeat", "2", "--threads", "1"]
@@ -27,19 +24,6 @@ TINY_SETTINGS = dict(d_model=16, layers=1, heads=2, vocab=24, batch_size=2, leng
                      warmup=1, repeat=2, threads=1)
 META_FIELDS = {"seqkit", "torch", "python", "backend", "device", "precision", "peak_flops",
                "threads", "compile", "time", "tokens", "peak_memory", "settings"}
-
-
-@click.group(cls=SeqkitGroup)
-@click.option("--debug", is_flag=True)
-def seqkit_cli(debug):
-    """The bench under seqkit's error handling, as the real CLI wires it."""
-
-
-seqkit_cli.add_command(bench)
-
-
-def invoke(*args):
-    return CliRunner().invoke(seqkit_cli, ["bench", *args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

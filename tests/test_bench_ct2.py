@@ -6,34 +6,18 @@ from __future__ import annotations
 import json
 import sys
 
-import click
 import pytest
 import torch
-from click.testing import CliRunner
 
 from seqkit.bench import BenchSettings, build_seqkit, model_config, run_bench
 from seqkit.bench.ct2 import IMPLEMENTATIONS, RATIOS, SEQKIT_INT8, Translators
-from seqkit.cli import SeqkitGroup
-from seqkit.cli.bench import bench
 from seqkit.generate import SearchConfig, generate
 from seqkit.plugins import make_plugin_manager
+from tests.bench_support import invoke
 
 TINY = ["--arch", "transformer", "--mode", "generate", "--d-model", "16", "--layers", "1", "--heads", "2",
         "--vocab", "24", "--lengths", "4", "--generate-batch", "1,3", "--warmup", "1", "--repeat", "2",
         "--threads", "1", "--baseline", "ctranslate2"]
-
-
-@click.group(cls=SeqkitGroup)
-@click.option("--debug", is_flag=True)
-def seqkit_cli(debug):
-    """The bench under seqkit's error handling, as the real CLI wires it."""
-
-
-seqkit_cli.add_command(bench)
-
-
-def invoke(*args):
-    return CliRunner().invoke(seqkit_cli, ["bench", *args], catch_exceptions=False)
 
 
 def test_the_baseline_rows_and_ratios(tmp_path):
