@@ -1,5 +1,5 @@
-"""Prepared data: a split encoded once into memory-mapped files, shared by every later run, resume
-and process of the machine (where they live and what names them: ``seqkit.data_cache``).
+"""Prepared data: a split encoded once into binary files, shared by every later run, resume and
+process of the machine (where they live and what names them: ``seqkit.data_cache``).
 
 The layout follows fairseq's and Megatron's indexed datasets and nanoGPT's token files: per field
 (source, target) one flat array of every example's values (``.bin``, the smallest dtype that holds
@@ -176,10 +176,6 @@ class _Field:
             if found != expected:
                 raise _Damaged(f"{path.name} has {found} bytes, its rows need {expected}")
 
-    @property
-    def lengths(self) -> np.ndarray:
-        return np.diff(np.fromfile(self.idx, dtype=np.int64))
-
     def rows(self, indices: Iterable[int]) -> list[Tensor]:
         """The rows at ``indices``, each a tensor of its own."""
         values = []
@@ -203,8 +199,8 @@ def _read(handle: Any, size: int, offset: int) -> bytearray:
 
 @dataclass
 class PreparedSplit:
-    """A split read from prepared files: what the trainer needs of an EncodedSplit (lengths,
-    sizes, batches), without a Python object per example."""
+    """A split read from prepared files: what the trainer needs of an EncodedSplit (sizes,
+    token count, batches), without a Python object per example."""
 
     split: str
     folder: Path
@@ -216,20 +212,9 @@ class PreparedSplit:
         return self.fields["target"].meta["rows"]
 
     @property
-    def source_lengths(self) -> np.ndarray:
-        source = self.fields.get("source")
-        return source.lengths if source is not None else np.zeros(len(self), dtype=np.int64)
-
-    @property
-    def target_lengths(self) -> np.ndarray:
-        """Tokens of each target sequence (0 for a class or values, as EncodedSplit counts)."""
-        target = self.fields["target"]
-        return target.lengths if _is_sequence(target.meta) else np.zeros(len(self), dtype=np.int64)
-
-    @property
     def sizes(self) -> np.ndarray:
         """What each example costs in a padded batch, max(source length, target length): read
-        from ``<split>.sizes`` (written when prepared, two or four bytes an example)."""
+        from ``<split>.sizes`` (written when prepared, four bytes an example)."""
         return self._sizes
 
     @property
