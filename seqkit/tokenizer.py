@@ -96,13 +96,14 @@ class Tokenizer:
         # the trainer does not split special and user tokens off as encoding does (a literal
         # "<bos>" in the text would become a second "<bos>" word): it learns from the normalised
         # text between them (the normalizer is put back after training)
-        words = _word_cache(backend, [*tokens, *SPECIAL_TOKENS])
+        split_off = [*tokens, *SPECIAL_TOKENS]
+        words = _word_cache(backend, split_off)
         normalizer, backend.normalizer = backend.normalizer, None
         normalize = _normalize_function(normalizer)
         if words is None:
-            backend.train_from_iterator(_between(texts, [*tokens, *SPECIAL_TOKENS], normalize), trainer)
+            backend.train_from_iterator(_between(texts, split_off, normalize), trainer)
         else:  # the same counts, a word at a time (seqkit.word_cache), given as lines of tokens
-            counts = words.counts(texts, lambda text: _between([text], [*tokens, *SPECIAL_TOKENS], normalize))
+            counts = words.counts(texts, lambda text: _between([text], split_off, normalize))
             words_split = backend.pre_tokenizer
             backend.pre_tokenizer = pre_tokenizers.CharDelimiterSplit("\n")
             backend.train_from_iterator(_repeated(counts), trainer)

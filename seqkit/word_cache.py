@@ -18,6 +18,7 @@ takes the fast way only when that is certain:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Callable, Iterable
@@ -41,10 +42,16 @@ class WordCache:
         self.backend = backend
         self.lowercase = lowercase
         self.normalize = backend.normalizer.normalize_str
-        self.words = HFTokenizer.from_str(backend.to_str())  # the words' ids: normalised already
-        self.words.normalizer = None
         self.added = re.compile("|".join(re.escape(token) for token in added)) if added else None
         self._clear()
+
+    @functools.cached_property
+    def words(self) -> HFTokenizer:
+        """The tokenizer the words' ids come from: the backend without its normaliser (the words
+        are normalised already). Made when the first words need ids (counting needs none)."""
+        words = HFTokenizer.from_str(self.backend.to_str())
+        words.normalizer = None
+        return words
 
     def _clear(self) -> None:
         self.index = _Index()  # word -> k: its ids are rows 2k (alone) and 2k + 1 (after a space)
