@@ -30,6 +30,7 @@ import seqkit
 from seqkit.convert import to_toml_data
 from seqkit.errors import StorageError
 from seqkit.prepared import FORMAT, PreparedSplit, file_digest, open_split, write_folder
+from seqkit.readers import is_pattern
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def fingerprint(value: Path) -> Any:
     glob pattern (``data/part-*.tsv``: shards) every file it matches, and every file of a prefix it
     matches; a prefix (``data/train`` of format "parallel") the files ``data/train.*``; else
     "missing". Adding, removing or changing a shard changes it."""
-    if any(char in value.name for char in "*?[") and value.parent.is_dir():
+    if is_pattern(value.name) and value.parent.is_dir():
         matches = {p for pattern in (value.name, f"{value.name}.*") for p in value.parent.glob(pattern)}
         files = sorted(p for p in matches if p.is_file())
         return {p.name: file_digest(p) for p in files} if files else "missing"

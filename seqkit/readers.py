@@ -366,6 +366,11 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: cannot read as .npz: {str(exc).splitlines()[0]}") from None
 
 
+def is_pattern(name: str) -> bool:
+    """Whether a file name is a glob pattern (holds *, ? or [): a split's shards."""
+    return any(char in name for char in "*?[")
+
+
 MAX_LINE_BYTES = 64 << 20  # one example per line: a longer "line" is not text data (/dev/zero, a binary)
 
 

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from seqkit.errors import ConfigError, DataError
 from seqkit.interfaces import BOS, EOS, PAD, Example
+from seqkit.readers import is_pattern
 from seqkit.tokenizer import Tokenizer
 from seqkit_tasks.config import SPLITS
 
@@ -57,11 +58,6 @@ def chain(readers: Iterable[Iterator[Example]]) -> Iterator[Example]:
     """The examples of each reader in turn (each file is opened when its turn comes)."""
     for reader in readers:
         yield from reader
-
-
-def is_pattern(name: str) -> bool:
-    """Whether a file name is a glob pattern (holds *, ? or [)."""
-    return any(char in name for char in "*?[")
 
 
 def write_samples(folder: Path, suffix: str, lines: list[str]) -> dict[str, Path]:
