@@ -20,3 +20,12 @@ seqkit_cli.add_command(bench)
 
 def invoke(*args):
     return CliRunner().invoke(seqkit_cli, ["bench", *args], catch_exceptions=False)
+
+
+def assert_refused(result, message: str) -> None:
+    """``result`` is one ``seqkit: error:`` line holding ``message``, exit status 2, given before
+    anything was timed."""
+    assert result.exit_code == 2
+    assert result.stderr.startswith("seqkit: error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "bench [" not in result.stderr  # refused before timing anything

@@ -16,7 +16,7 @@ from seqkit.bench.steps import Batch
 from seqkit.model import count_parameters
 from seqkit.plugins import Registration, make_plugin_manager
 from seqkit_backends.cpu import CpuBackend
-from tests.bench_support import invoke
+from tests.bench_support import assert_refused, invoke
 
 TINY = ["--d-model", "16", "--layers", "1", "--heads", "2", "--vocab", "24", "--batch-size", "2",
         "--lengths", "3,6", "--warmup", "1", "--repeat", "2", "--threads", "1"]
@@ -132,10 +132,7 @@ def test_out_of_memory_at_one_size_is_that_rows_status(manager, monkeypatch):
 ])
 def test_bad_input_is_one_line_and_exit_status_2(args, message):
     result = invoke(*TINY, *args)
-    assert result.exit_code == 2
-    assert result.stderr.startswith("seqkit: error: ") and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "bench [" not in result.stderr  # refused before timing anything
+    assert_refused(result, message)
 
 
 # -- FLOPs and MFU --------------------------------------------------------------------------------

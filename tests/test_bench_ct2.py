@@ -13,7 +13,7 @@ from seqkit.bench import BenchSettings, build_seqkit, model_config, run_bench
 from seqkit.bench.ct2 import IMPLEMENTATIONS, RATIOS, SEQKIT_INT8, Translators
 from seqkit.generate import SearchConfig, generate
 from seqkit.plugins import make_plugin_manager
-from tests.bench_support import invoke
+from tests.bench_support import assert_refused, invoke
 
 TINY = ["--arch", "transformer", "--mode", "generate", "--d-model", "16", "--layers", "1", "--heads", "2",
         "--vocab", "24", "--lengths", "4", "--generate-batch", "1,3", "--warmup", "1", "--repeat", "2",
@@ -67,10 +67,7 @@ def test_the_translator_holds_seqkits_model():
 ])
 def test_what_the_baseline_cannot_time_is_one_line(args, message):
     result = invoke(*TINY, *args)
-    assert result.exit_code == 2
-    assert result.stderr.startswith("seqkit: error: ") and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "bench [" not in result.stderr  # refused before timing anything
+    assert_refused(result, message)
 
 
 def test_a_missing_ctranslate2_names_the_pip_command(monkeypatch):
