@@ -27,14 +27,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from seqkit.errors import ConfigError, GenerationError
 from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput, iter_tensors
 from seqkit.model import SeqModel
+from seqkit.packing import is_plain, linear, packed_weight
 
 NEG_INF = float("-inf")
-assert (PAD, BOS) == (0, 1), "log_probs bans PAD and BOS as the slice [:2]"
+assert (PAD, BOS, EOS) == (0, 1, 2), "log_probs bans PAD, BOS (and EOS) as the slices [:2] ([:3])"
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class _Decoding:
 
             self.step = compiled_step(model)
         self.capacity, self.fed = capacity, 0
+        # the vocabulary head over its packed weight (seqkit.packing) when it is a plain Linear
+        self.head = None
+        if not model.training and is_plain(model.head, nn.Linear):
+            self.head = packed_weight(model.head), model.head.bias
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
         # here, once, before any work (the cache contract's ValueError): made for one row only
         probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
@@ -219,7 +224,8 @@ class _Decoding:
         # in eval mode the embedding dropout is the identity, and only the last position's logits
         # are wanted: the output head runs on that one (a prompt's prefill skips T-1 head GEMMs)
         hidden, self.cache = model.decoder(model.target_embedding(tokens), self.enc, self.cache)
-        return model.head(hidden[:, -1]).float()
+        last = hidden[:, -1]
+        return (linear(last, *self.head) if self.head is not None else model.head(last)).float()
 
     def expand(self, beams: int) -> None:
         """Make ``beams`` working rows of each row, consecutive (beam search's start)."""
@@ -292,12 +298,14 @@ class _Search:
         and none of them waits for the device (no boolean indexing, no ``any()``)."""
         config, position = self.config, self.position
         allowed = logits.log_softmax(-1)
-        allowed[:, :2] = NEG_INF  # PAD and BOS (ids 0 and 1) are never generated
+        same_length = self.longest == self.shortest  # one prompt length: every slot produced as many
+        if same_length and position - self.shortest < config.min_len:
+            allowed[:, : EOS + 1] = NEG_INF  # PAD, BOS and, before min_len, EOS: one fill
+        else:
+            allowed[:, :2] = NEG_INF  # PAD and BOS (ids 0 and 1) are never generated
         if position < self.longest + config.min_len or position >= self.shortest + config.max_len:
-            if self.longest == self.shortest:  # one prompt length: every slot has produced as many
+            if same_length:
                 produced = position - self.shortest
-                if produced < config.min_len:
-                    allowed[:, EOS] = NEG_INF
                 if produced >= config.max_len:
                     eos = allowed[:, EOS].clone()  # not banned above: min_len <= max_len
                     allowed.fill_(NEG_INF)
@@ -369,9 +377,10 @@ class _Search:
             if config.sample:  # a row with no allowed token draws PAD, the sign that it is stuck
                 stuck = (allowed.max(-1).values == NEG_INF)[:, None]
                 token = _draw(torch.where(stuck, pad_only, allowed), config, generator)
-            else:
-                token = allowed.argmax(-1)  # the first of equal maxima: PAD when all are -inf
-            total = total + allowed.gather(1, token[:, None]).squeeze(1)  # the model's log-prob
+                total = total + allowed.gather(1, token[:, None]).squeeze(1)  # the model's log-prob
+            else:  # the first of equal maxima (PAD when all are -inf) and its log-prob, in one op
+                best, token = allowed.max(-1)
+                total = total + best
             chosen = token.tolist()  # the step's one wait for the device
             if PAD in chosen:
                 raise self.cannot_continue(owners[chosen.index(PAD)])

@@ -21,6 +21,7 @@ from seqkit.config import Component, ModelConfig
 from seqkit.contracts import CACHE_BATCH, check_cache
 from seqkit.errors import ConfigError, PluginCodeError, PluginError, SeqkitError
 from seqkit.interfaces import MODEL_KINDS, Cache, Decoder, Encoder, EncoderOutput
+from seqkit.packing import release
 from seqkit.plugins import PluginManager, Registration
 
 
@@ -149,6 +150,12 @@ class SeqModel(nn.Module):
                 self.head.weight = self.target_embedding.weight
         else:
             self.head = nn.Linear(d, shape.num_outputs)
+
+    def train(self, mode: bool = True) -> SeqModel:
+        """Also drops the decoding copies of weights (``seqkit.packing``): training changes them."""
+        if mode:
+            release(self)
+        return super().train(mode)
 
     # -- pieces --------------------------------------------------------------------------------
 

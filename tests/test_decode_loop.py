@@ -19,9 +19,13 @@ from seqkit.interfaces import Decoder
 # the same arithmetic in another blocking, so beam scores of the decoders with attention may move
 # in the last bits of float32 (up to 3e-6 seen here). Tokens stay; everything else stays to the bit
 # (greedy, sampling, the recurrent decoders' single steps through native cells included).
+# The Transformer's eval-mode step then came to run its GEMMs over packed (in, out) weights
+# (seqkit.packing, seqkit_transformer.decode_step): the same products summed in another order, so
+# every Transformer case's scores may move in the last bits too (2 ulp seen); tokens stay.
 ROUNDING = {f"{decoder}/{search}" for decoder in ("transformer-pre", "transformer-post", "lstm-general",
                                                   "lstm-additive", "gru-dot")
             for search in ("beam2-prompts", "beam3-penalty", "beam4-nbest2", "beam3-norepeat")}
+ROUNDING |= {name for name in json.loads(GOLDEN.read_text()) if name.startswith("transformer")}
 
 
 def test_outputs_equal_the_recorded_ones_to_the_bit():

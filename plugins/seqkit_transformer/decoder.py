@@ -9,6 +9,8 @@ Cache layout (every tensor batch-first, so ``seqkit.interfaces.reorder_cache`` w
                  "v": (B, nh, max_len, hs)},  #   positions < length are valid
                 ...one per layer],
      "memory_padded": bool,                   # False: no padding, cross-attention skips the mask
+     "weights": StepWeights,                  # eval mode with plain modules: the step's weights,
+                                              #   packed (decode_step.py); not tensors, never reordered
      "source": {                              # only with an encoder; one row per source:
          "memory_mask": (Bs, S) bool,         #   beams of a source share it (shares_source)
          "layers": [{"memory_k": (Bs, nh, S, hs),   # cross-attention keys/values of the
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 
 from seqkit.interfaces import Cache, Decoder, EncoderOutput, map_tensors
 from seqkit_transformer.config import TransformerDecoderConfig, check_config
+from seqkit_transformer.decode_step import cached_step, step_weights
 from seqkit_transformer.layers import DecoderLayer
 from seqkit_transformer.positions import SinusoidalPositions, make_positions
 
@@ -118,9 +121,12 @@ class TransformerDecoder(Decoder):
         x = self.dropout(x) if self.training else x
         # one new position sees every cached key: no mask; a chunk needs the shifted triangle
         self_mask = None if T == 1 else chunk_causal_mask(length, T, y.device)  # (T, length+T)
-        weights = None
         source = cache.get("source")
         mask = None if source is None or not cache["memory_padded"] else source["memory_mask"]
+        step = cache.get("weights")  # StepWeights from init_cache: the plain-tensor step
+        if step is not None and not self.training and not self.record_attention:
+            return cached_step(step, x, cache, length, self_mask, mask), {**cache, "length": length + T}
+        weights = None
         for i, (layer, layer_cache) in enumerate(zip(self.layers, cache["layers"], strict=True)):
             memory = None
             if source is not None:
@@ -176,6 +182,7 @@ class TransformerDecoder(Decoder):
         whether or not a source is padded (no ``"memory_padded"`` flag to specialise on)."""
         cache = self.init_cache(enc, batch_size, max_len)
         del cache["memory_padded"]
+        cache.pop("weights", None)  # compiled code runs the modules
         source = cache.get("source")
         if source is not None:
             # fresh and contiguous, as every reorder leaves them: compiled code is specialised on
@@ -210,6 +217,9 @@ class TransformerDecoder(Decoder):
         shape = (batch_size, self.heads, max_len, self.d_model // self.heads)
         layers = [{"k": weight.new_zeros(shape), "v": weight.new_zeros(shape)} for _ in self.layers]
         cache = {"length": 0, "layers": layers, "memory_padded": False}
+        step = step_weights(self)  # None: the module path (training, hooks, int8, ...)
+        if step is not None:
+            cache["weights"] = step
         if enc is not None:
             memory = []
             for layer in self.layers:
