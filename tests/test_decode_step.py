@@ -163,3 +163,25 @@ def test_decoding_after_training_steps_uses_the_new_weights():
     assert [r[0].tokens for r in found] == [r[0].tokens for r in fresh] == [r[0].tokens for r in recomputed]
     for a, b in zip(found, recomputed, strict=True):
         assert a[0].score == pytest.approx(b[0].score, rel=1e-5)
+
+
+@pytest.mark.parametrize("module_path", [False, True])
+@torch.no_grad()
+def test_reordering_copies_only_the_written_positions_and_never_reads_past_them(module_path):
+    decoder = make_decoder()
+    if module_path:
+        decoder = hooked(decoder)
+    enc = EncoderOutput(torch.randn(2, 5, D), torch.arange(5) < torch.tensor([[5], [3]]))
+    y = torch.randn(2, 6, D)
+    cache = decoder.init_cache(enc, 2, 8)
+    _, cache = decoder(y[:, :3], enc, cache)
+    index = torch.tensor([1, 1, 0])  # hypotheses of sources 1, 1, 0
+    moved = decoder.reorder_cache(cache, index)
+    for layer, old in zip(moved["layers"], cache["layers"], strict=True):
+        for name in ("k", "v"):
+            assert layer[name].shape == (3, *old[name].shape[1:])
+            torch.testing.assert_close(layer[name][:, :, :3], old[name][index, :, :3], rtol=0, atol=0)
+            layer[name][:, :, 3:] = float("nan")  # what was not copied is never read
+    rest, _ = decoder(y[index, 3:], enc.index_select(index), moved)
+    full, _ = decoder(y[index], enc.index_select(index))
+    torch.testing.assert_close(rest, full[:, 3:], atol=1e-5, rtol=0)

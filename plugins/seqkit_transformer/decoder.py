@@ -27,7 +27,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from seqkit.interfaces import Cache, Decoder, EncoderOutput, map_tensors
+from seqkit.interfaces import Cache, Decoder, EncoderOutput, map_tensors, reorder_cache
 from seqkit_transformer.config import TransformerDecoderConfig, check_config
 from seqkit_transformer.decode_step import cached_step, step_weights
 from seqkit_transformer.layers import DecoderLayer
@@ -196,6 +196,30 @@ class TransformerDecoder(Decoder):
         cache["length"] = torch.zeros(batch_size, dtype=torch.long, device=self.layers[0].ln_1.weight.device)
         return cache
 
+    def reorder_cache(self, cache: Cache, index: Tensor) -> Cache:
+        """Rows ``index`` of every tensor; of the self-attention buffers only the positions
+        written so far are copied (a step of beam search copies half the buffers on average)."""
+        moved = self.reorder_hypotheses(cache, index, None)
+        if "source" in cache:
+            moved["source"] = reorder_cache(cache["source"], index)
+        return moved
+
+    def reorder_hypotheses(self, cache: Cache, index: Tensor, sources: Tensor | None) -> Cache:
+        """As the contract's (``source`` rows ``sources``, the rest rows ``index``), copying only
+        the written positions of the self-attention buffers into fresh ones: the positions past
+        ``length`` are never read before they are written. The static cache of compiled decoding
+        reads whole buffers (under a mask that weights unwritten positions 0, which NaN garbage
+        would still spoil): it is copied whole."""
+        length = cache["length"]
+        if not isinstance(length, int):
+            return super().reorder_hypotheses(cache, index, sources)
+        layers = [{name: _written_rows(buffer, index, length) for name, buffer in layer.items()}
+                  for layer in cache["layers"]]
+        moved = {**cache, "layers": layers}
+        if sources is not None and "source" in cache:
+            moved["source"] = reorder_cache(cache["source"], sources)
+        return moved
+
     @torch.no_grad()
     def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
         """Preallocated self-attention buffers for ``max_len`` positions, and the memory's
@@ -244,3 +268,11 @@ class TransformerDecoder(Decoder):
         """Store the last layer's cross-attention weights (None without a memory)."""
         if self.record_attention:
             self.attention_weights = weights.mean(dim=1) if weights is not None else None
+
+
+def _written_rows(buffer: Tensor, index: Tensor, length: int) -> Tensor:
+    """A fresh buffer like ``buffer`` (B, nh, max_len, hs) holding rows ``index`` of its first
+    ``length`` positions; what lies past them is left unset."""
+    moved = buffer.new_empty((index.numel(), *buffer.shape[1:]))
+    torch.index_select(buffer[:, :, :length], 0, index, out=moved[:, :, :length])
+    return moved
