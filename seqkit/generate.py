@@ -225,7 +225,8 @@ class _Decoding:
         # are wanted: the output head runs on that one (a prompt's prefill skips T-1 head GEMMs)
         hidden, self.cache = model.decoder(model.target_embedding(tokens), self.enc, self.cache)
         last = hidden[:, -1]
-        return (linear(last, *self.head) if self.head is not None else model.head(last)).float()
+        logits = linear(last, *self.head) if self.head is not None else model.head(last)
+        return logits if logits.dtype == torch.float32 else logits.float()
 
     def expand(self, beams: int) -> None:
         """Make ``beams`` working rows of each row, consecutive (beam search's start)."""

@@ -1,6 +1,7 @@
-"""The Transformer's eval-mode cached step over plain tensors (seqkit_transformer.decode_step) and
-the packed weights under it (seqkit.packing): the same outputs as the module path, taken only
-where the modules would compute the same, and packed copies that follow the weights."""
+"""The eval-mode cached steps over plain tensors (seqkit_transformer.decode_step,
+seqkit_recurrent.decode_step) and the packed weights under them (seqkit.packing): the same outputs
+as the module path, taken only where the modules would compute the same, and packed copies that
+follow the weights."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import torch
 from generation_cases import make_model, sources
 from torch import nn
 
+import seqkit_recurrent.decoder as recurrent_module
 import seqkit_transformer.decoder as decoder_module
 from seqkit.generate import SearchConfig, generate
 from seqkit.interfaces import EncoderOutput
 from seqkit.packing import packed_weight
 from seqkit.quantize import quantize_int8
+from seqkit_recurrent.config import RecurrentDecoderConfig, RNNDecoderConfig
+from seqkit_recurrent.decoder import build_decoder
 from seqkit_transformer.config import TransformerDecoderConfig
 from seqkit_transformer.decoder import TransformerDecoder
 
@@ -23,18 +27,22 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 D = 16
 
 
-@pytest.fixture
-def steps(monkeypatch) -> list[int]:
-    """Counts the decoder's calls of the plain-tensor step."""
+def count_steps(monkeypatch, module) -> list[int]:
+    """Counts the calls of ``module``'s plain-tensor step."""
     calls = []
-    real = decoder_module.cached_step
+    real = module.cached_step
 
     def counted(*args):
         calls.append(1)
         return real(*args)
 
-    monkeypatch.setattr(decoder_module, "cached_step", counted)
+    monkeypatch.setattr(module, "cached_step", counted)
     return calls
+
+
+@pytest.fixture
+def steps(monkeypatch) -> list[int]:
+    return count_steps(monkeypatch, decoder_module)
 
 
 def make_decoder(**overrides) -> TransformerDecoder:
@@ -185,3 +193,25 @@ def test_reordering_copies_only_the_written_positions_and_never_reads_past_them(
     rest, _ = decoder(y[index, 3:], enc.index_select(index), moved)
     full, _ = decoder(y[index], enc.index_select(index))
     torch.testing.assert_close(rest, full[:, 3:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("cell,options", [("lstm", {}), ("gru", {}), ("rnn", {"nonlinearity": "relu"})])
+@pytest.mark.parametrize("attention", ["general", "dot", "none", "additive"])
+@pytest.mark.parametrize("beams", [1, 2])
+@torch.no_grad()
+def test_the_recurrent_step_equals_the_module_path(monkeypatch, cell, options, attention, beams):
+    steps = count_steps(monkeypatch, recurrent_module)
+    config = (RNNDecoderConfig if cell == "rnn" else RecurrentDecoderConfig)(
+        layers=2, attention=attention, **options)
+    torch.manual_seed(0)
+    decoder = build_decoder(cell, config, D).eval()
+    lengths = torch.tensor([5, 2, 4])
+    enc = EncoderOutput(torch.randn(3, 5, D), torch.arange(5) < lengths[:, None])
+    y = torch.randn(3, 4, D)
+    fast = run(decoder, enc, y, [1, 1, 2], beams)  # single steps, then a chunk (the module path's)
+    assert len(steps) == (2 if attention != "additive" else 0)  # Bahdanau: always the module path
+    twin = copy.deepcopy(decoder)
+    twin.output.register_forward_hook(lambda *args: None)
+    slow = run(twin, enc, y, [1, 1, 2], beams)
+    assert len(steps) == (2 if attention != "additive" else 0)
+    torch.testing.assert_close(fast, slow, atol=2e-6, rtol=1e-6)

@@ -12,7 +12,10 @@ Cache (every tensor batch first, so the generic index_select reorders it):
             beams share it), computed once in init_cache, only with attention:
         memory  (Bs, S, D)   the memory, zero on padded positions
         mask    (Bs, S)      the source mask
+        padding (Bs, 1, S)   not the mask (with "weights" only)
         keys    (Bs, S, H)   U m of additive attention (additive only)
+    weights StepWeights      eval mode with plain modules: the single step's weights (decode_step.py);
+                             not tensors, never reordered
 B counts hypotheses, Bs sources: equal, or B = Bs * g with a source's g beams consecutive, whose
 queries then attend as g * T positions of their source.
 """
@@ -29,6 +32,7 @@ from seqkit.interfaces import Cache, Decoder, EncoderOutput
 from .attention import Attention
 from .bridge import Bridge
 from .config import RecurrentDecoderConfig, RNNDecoderConfig, check_decoder_config
+from .decode_step import cached_step, cell_step, cell_weights, run_cells, step_weights
 from .encoder import recurrent_module
 
 TorchState = Tensor | tuple[Tensor, Tensor]  # (layers, B, H), or (h, c) for an LSTM
@@ -86,6 +90,11 @@ class RecurrentDecoder(Decoder):
             cache["source"] = {"memory": memory, "mask": enc.mask}
             if self.feeds_context:
                 cache["source"]["keys"] = self.attention.keys(memory)  # (Bs, S, H)
+        step = step_weights(self)  # None: the module path (training, hooks, int8, additive, ...)
+        if step is not None:
+            cache["weights"] = step
+            if self.attention is not None:
+                cache["source"]["padding"] = ~enc.mask[:, None, :]  # (Bs, 1, S), once per source
         return cache
 
     def forward(
@@ -93,6 +102,10 @@ class RecurrentDecoder(Decoder):
     ) -> tuple[Tensor, Cache | None]:
         """y (B, T, D) -> hidden (B, T, D); with a cache, y holds only the new positions."""
         self._check_encoder(enc)
+        step = cache.get("weights") if cache is not None else None  # StepWeights from init_cache
+        if step is not None and y.size(1) == 1 and not self.training and not self.record_attention:
+            hidden, state = cached_step(step, y, cache, cache.get("source"))
+            return hidden, {**cache, **state}
         memory = mask = keys = None
         if cache is None:
             state = self.bridge(enc, y.shape[0], like=self._parameter())
@@ -183,27 +196,8 @@ class RecurrentDecoder(Decoder):
         costs ~0.24 ms per layer and call: for one step that is most of a decode step at batch 1
         (a cell: ~0.03 ms). Same arithmetic; the floats may differ from the fused kernel's in
         the last bits."""
-        step = _CELL_STEPS[self.cell if self.cell != "rnn" else f"rnn_{self.rnn.nonlinearity}"]
-        x, hs, cs = y[:, 0], [], []
-        h0, c0 = state["h"], state.get("c")
-        for layer, weights in enumerate(self._cell_weights()):
-            if c0 is None:
-                h = step(x, h0[:, layer], *weights)
-            else:
-                h, c = step(x, (h0[:, layer], c0[:, layer]), *weights)
-                cs.append(c)
-            hs.append(h)
-            x = h  # no dropout between layers: inference only
-        state = {"h": torch.stack(hs, dim=1)}  # (B, layers, H)
-        if cs:
-            state["c"] = torch.stack(cs, dim=1)
+        x, state = run_cells(cell_step(self.cell, self.rnn), cell_weights(self.rnn), y[:, 0], state)
         return x[:, None], state
-
-    def _cell_weights(self) -> list[list[Tensor]]:
-        """Per layer, the fused module's (weight_ih, weight_hh, bias_ih, bias_hh)."""
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return [[getattr(self.rnn, f"{name}_l{layer}") for name in names]
-                for layer in range(self.rnn.num_layers)]
 
     def _parameter(self) -> Tensor:
         """Any parameter: zero states take its device and dtype."""
@@ -238,8 +232,6 @@ class RecurrentDecoder(Decoder):
 
 
 _CELL_MODULES = (nn.LSTM, nn.GRU, nn.RNN)
-_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn_tanh": torch.rnn_tanh_cell,
-               "rnn_relu": torch.rnn_relu_cell}
 
 
 # -- factories (registered in __init__.py) ------------------------------------------------------
