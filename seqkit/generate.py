@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from seqkit.errors import ConfigError, GenerationError
 from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput, iter_tensors
-from seqkit.model import SeqModel
+from seqkit.model import SeqModel, TokenEmbedding
 from seqkit.packing import is_plain, linear, packed_weight
 
 NEG_INF = float("-inf")
@@ -168,9 +168,11 @@ class _Decoding:
             self.step = compiled_step(model)
         self.capacity, self.fed = capacity, 0
         # the vocabulary head over its packed weight (seqkit.packing) when it is a plain Linear
-        self.head = None
+        self.head, self.embed = None, model.target_embedding
         if not model.training and is_plain(model.head, nn.Linear):
             self.head = packed_weight(model.head), model.head.bias
+        if not model.training and is_plain(self.embed, TokenEmbedding):
+            self.embed = self.embed.forward  # no hook to run: its forward without the module call
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
         # here, once, before any work (the cache contract's ValueError): made for one row only
         probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
@@ -223,7 +225,7 @@ class _Decoding:
             return logits[:, -1].float()
         # in eval mode the embedding dropout is the identity, and only the last position's logits
         # are wanted: the output head runs on that one (a prompt's prefill skips T-1 head GEMMs)
-        hidden, self.cache = model.decoder(model.target_embedding(tokens), self.enc, self.cache)
+        hidden, self.cache = model.decoder(self.embed(tokens), self.enc, self.cache)
         last = hidden[:, -1]
         logits = linear(last, *self.head) if self.head is not None else model.head(last)
         return logits if logits.dtype == torch.float32 else logits.float()

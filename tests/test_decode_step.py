@@ -215,3 +215,15 @@ def test_the_recurrent_step_equals_the_module_path(monkeypatch, cell, options, a
     slow = run(twin, enc, y, [1, 1, 2], beams)
     assert len(steps) == (2 if attention != "additive" else 0)
     torch.testing.assert_close(fast, slow, atol=2e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("part", ["target_embedding", "head"])
+@torch.no_grad()
+def test_hooks_on_the_embedding_and_the_head_still_run(part):
+    model = make_model({"name": "lstm", "layers": 2})
+    source, mask = sources()
+    calls = []
+    getattr(model, part).register_forward_hook(lambda *args: calls.append(1))
+    config = SearchConfig(max_len=5, min_len=5)
+    generate(model, source, mask, config)
+    assert len(calls) == 1 + 5  # BOS, then each new token but the last (end of sequence)

@@ -35,7 +35,6 @@ class StepWeights:
     def __init__(self, cell, layers: list[list[Tensor]], attention: str, query, output):
         self.cell, self.layers, self.attention = cell, layers, attention
         self.query, self.output = query, output
-        self.lowest = torch.finfo(layers[0][0].dtype).min  # what padded positions score
 
 
 def step_weights(decoder) -> StepWeights | None:
@@ -61,13 +60,14 @@ def cached_step(weights: StepWeights, y: Tensor, state: dict[str, Tensor], sourc
     if weights.attention == "none":
         hidden = linear(x, *weights.output) if weights.output is not None else x
         return hidden[:, None], new
-    memory, padding = source["memory"], source["padding"]  # (Bs, S, D), (Bs, 1, S)
+    memory, floor = source["memory"], source["floor"]  # (Bs, S, D), (Bs, 1, S)
     B, Bs = x.size(0), memory.size(0)
     query = linear(x, *weights.query) if weights.query is not None else x  # (B, D)
-    # a source's B // Bs hypotheses (beams, consecutive) are queries of that source
-    scores = query.view(Bs, B // Bs, -1) @ memory.transpose(1, 2)  # (Bs, g, S)
-    scores = scores.masked_fill(padding, weights.lowest)  # as Attention does
-    context = (torch.softmax(scores, dim=-1) @ memory).view(B, -1)  # (B, D)
+    # a source's B // Bs hypotheses (beams, consecutive) are queries of that source; the floor
+    # added to padded positions' scores is the dtype's lowest value, which any score added to it
+    # rounds back to (|score| < 1e31): Attention's masked_fill, in the same op as the product
+    scores = torch.baddbmm(floor, query.view(Bs, B // Bs, -1), memory.transpose(1, 2))  # (Bs, g, S)
+    context = torch.bmm(torch.softmax(scores, dim=-1), memory).view(B, -1)  # (B, D)
     hidden = torch.tanh(linear(torch.cat([context, x], dim=-1), *weights.output))  # (B, D)
     return hidden[:, None], new
 
@@ -77,12 +77,13 @@ def run_cells(cell, layers: list[list[Tensor]], x: Tensor, state: dict[str, Tens
     """x (B, D) through one native cell per layer, from the cache's state (B, layers, H) to the
     new one; returns the top layer's output (B, H) and the state."""
     hs, cs = [], []
-    h0, c0 = state["h"], state.get("c")
+    h0 = state["h"].unbind(1)  # layers x (B, H), in one call
+    c0 = state["c"].unbind(1) if "c" in state else None
     for layer, cell_weights in enumerate(layers):
         if c0 is None:
-            h = cell(x, h0[:, layer], *cell_weights)
+            h = cell(x, h0[layer], *cell_weights)
         else:
-            h, c = cell(x, (h0[:, layer], c0[:, layer]), *cell_weights)
+            h, c = cell(x, (h0[layer], c0[layer]), *cell_weights)
             cs.append(c)
         hs.append(h)
         x = h  # no dropout between layers: inference only

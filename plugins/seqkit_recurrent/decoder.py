@@ -12,7 +12,7 @@ Cache (every tensor batch first, so the generic index_select reorders it):
             beams share it), computed once in init_cache, only with attention:
         memory  (Bs, S, D)   the memory, zero on padded positions
         mask    (Bs, S)      the source mask
-        padding (Bs, 1, S)   not the mask (with "weights" only)
+        floor   (Bs, 1, S)   0 on real positions, the lowest value on padding ("weights" only)
         keys    (Bs, S, H)   U m of additive attention (additive only)
     weights StepWeights      eval mode with plain modules: the single step's weights (decode_step.py);
                              not tensors, never reordered
@@ -93,19 +93,21 @@ class RecurrentDecoder(Decoder):
         step = step_weights(self)  # None: the module path (training, hooks, int8, additive, ...)
         if step is not None:
             cache["weights"] = step
-            if self.attention is not None:
-                cache["source"]["padding"] = ~enc.mask[:, None, :]  # (Bs, 1, S), once per source
+            if self.attention is not None:  # added to the scores: 0 on real positions
+                lowest = torch.finfo(cache["source"]["memory"].dtype).min
+                floor = torch.where(enc.mask, 0.0, lowest).to(cache["source"]["memory"].dtype)
+                cache["source"]["floor"] = floor[:, None, :]  # (Bs, 1, S), once per source
         return cache
 
     def forward(
         self, y: Tensor, enc: EncoderOutput | None, cache: Cache | None = None
     ) -> tuple[Tensor, Cache | None]:
         """y (B, T, D) -> hidden (B, T, D); with a cache, y holds only the new positions."""
-        self._check_encoder(enc)
-        step = cache.get("weights") if cache is not None else None  # StepWeights from init_cache
+        step = cache.get("weights") if cache is not None else None  # from init_cache: enc checked
         if step is not None and y.size(1) == 1 and not self.training and not self.record_attention:
             hidden, state = cached_step(step, y, cache, cache.get("source"))
             return hidden, {**cache, **state}
+        self._check_encoder(enc)
         memory = mask = keys = None
         if cache is None:
             state = self.bridge(enc, y.shape[0], like=self._parameter())
