@@ -11,7 +11,8 @@ row (end of sequence banned before, as ``min_len = max_len``), from the same ran
 (32 tokens, a quarter of the rows padded), and the outputs are compared token for token first.
 
 Rows: greedy at batch 1 and 32 against the hand-written loop (and HF), beam 4 at batch 8 against
-HF (``length_penalty=0``, ``early_stopping=False``: seqkit's search). Each repetition times every
+HF (``length_penalty=0``, ``early_stopping=False``: seqkit's search; where outputs differ, both are
+scored under the model, as beam search's objective). Each repetition times every
 system once, in a rotating order; printed are the median new tokens/s and, per ratio, the median
 and range over repetitions of the ratio within a repetition.
 """
@@ -30,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqkit.config import load_config
-from seqkit.generate import SearchConfig, generate
+from seqkit.generate import SearchConfig, generate, score
 from seqkit.interfaces import BOS, EOS, PAD
 from seqkit.model import ModelShape, build_model
 from seqkit.plugins import make_plugin_manager
@@ -186,12 +187,32 @@ def hf_decode(marian, source: Tensor, mask: Tensor, new_tokens: int, beam: int =
 # -- timing ---------------------------------------------------------------------------------------
 
 
-def compare(name: str, systems: dict, batch: int, new_tokens: int, repeat: int) -> dict:
-    """Time each system ``repeat`` times, interleaved (rotating order); check outputs first."""
+def log_probs(model, source: Tensor, mask: Tensor, rows: list[list[int]], new_tokens: int) -> list[float]:
+    """Each output's total log-probability under ``model`` (its first ``new_tokens`` tokens, then
+    end of sequence): what beam search maximises, to judge outputs that differ."""
+    targets = torch.full((len(rows), new_tokens + 2), PAD)
+    for i, row in enumerate(rows):
+        tokens = [t for t in row if t not in (PAD, EOS)][:new_tokens]
+        targets[i, : len(tokens) + 2] = torch.tensor([BOS, *tokens, EOS])
+    return score(model, source, mask, targets).tolist()
+
+
+def compare(name: str, systems: dict, batch: int, new_tokens: int, repeat: int, judge=None) -> dict:
+    """Time each system ``repeat`` times, interleaved (rotating order); check outputs first.
+    ``judge(rows)`` scores outputs: where a system's differ from seqkit's, count the rows where
+    seqkit's output scores at least as high."""
     outputs = {system: run() for system, run in systems.items()}
     reference = outputs["seqkit"]
     agree = {system: sum(a == b for a, b in zip(out, reference, strict=True)) / len(reference)
              for system, out in outputs.items() if system != "seqkit"}
+    seqkit_higher = {}
+    if judge is not None:
+        ours = judge(reference)
+        for system, out in outputs.items():
+            differ = [i for i, (a, b) in enumerate(zip(out, reference, strict=True)) if a != b]
+            if system != "seqkit" and differ:
+                theirs = judge(out)
+                seqkit_higher[system] = f"{sum(ours[i] >= theirs[i] - 1e-4 for i in differ)}/{len(differ)}"
     times: dict[str, list[float]] = {system: [] for system in systems}
     names = list(systems)
     for rep in range(repeat):
@@ -202,30 +223,31 @@ def compare(name: str, systems: dict, batch: int, new_tokens: int, repeat: int) 
     tokens = batch * new_tokens
     result = {"case": name, "batch": batch, "new_tokens": new_tokens,
               "tokens_per_s": {s: tokens / statistics.median(t) for s, t in times.items()},
-              "same_outputs": agree, "ratios": {}}
+              "same_outputs": agree, "seqkit_scores_higher_where_they_differ": seqkit_higher, "ratios": {}}
     for system in names[1:]:
         ratios = sorted(b / a for a, b in zip(times["seqkit"], times[system], strict=True))
         result["ratios"][system] = {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
     return result
 
 
-def systems_of(kind: str, batch: int, model, marian, L: int) -> dict:
-    """What a case compares: {name: a call that decodes the case's sources}, seqkit first."""
+def systems_of(kind: str, batch: int, model, marian, L: int) -> tuple[dict, object]:
+    """What a case compares: {name: a call that decodes the case's sources}, seqkit first, and
+    for beam search the judge of outputs that differ."""
     source, mask = sources(batch)
     if kind == "greedy":
         systems = {"seqkit": lambda: seqkit_decode(model, source, mask, L),
                    "raw": lambda: raw_transformer_greedy(model, source, mask, L)}
         if marian is not None:
             systems["hf"] = lambda: hf_decode(marian, source, mask, L)
-        return systems
+        return systems, None
     if kind == "beam":
         systems = {"seqkit": lambda: seqkit_decode(model, source, mask, L, beam=4)}
         if marian is not None:
             systems["hf"] = lambda: hf_decode(marian, source, mask, L, beam=4)
-        return systems
+        return systems, lambda rows: log_probs(model, source, mask, rows, L)
     recurrent, _ = seqkit_model(kind)
     return {"seqkit": lambda: seqkit_decode(recurrent, source, mask, L),
-            "raw": lambda: raw_recurrent_greedy(recurrent, source, mask, L)}
+            "raw": lambda: raw_recurrent_greedy(recurrent, source, mask, L)}, None
 
 
 def main() -> None:
@@ -242,14 +264,16 @@ def main() -> None:
     marian = None if args.no_hf else marian_model(model, config)
     for case in args.cases.split(","):
         kind, batch = case.rstrip("0123456789"), int(case.lstrip("abcdefghijklmnopqrstuvwxyz"))
-        systems = systems_of(kind, batch, model, marian, L)
-        result = compare(case, systems, batch, L, args.repeat)
+        systems, judge = systems_of(kind, batch, model, marian, L)
+        result = compare(case, systems, batch, L, args.repeat, judge)
         results.append(result)
         speeds = ", ".join(f"{s} {v:,.0f}" for s, v in result["tokens_per_s"].items())
         ratios = ", ".join(f"seqkit/{s} {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}]"
                            for s, r in result["ratios"].items())
         same = ", ".join(f"{s} {v:.0%}" for s, v in result["same_outputs"].items())
-        print(f"{case:9} new tokens/s: {speeds}; {ratios}; same outputs: {same}", flush=True)
+        higher = "".join(f"; where {s} differs, seqkit scores higher on {v}"
+                         for s, v in result["seqkit_scores_higher_where_they_differ"].items())
+        print(f"{case:9} new tokens/s: {speeds}; {ratios}; same outputs: {same}{higher}", flush=True)
     if args.json:
         meta = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "repeat": args.repeat}

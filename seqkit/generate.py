@@ -168,11 +168,12 @@ class _Decoding:
             self.step = compiled_step(model)
         self.capacity, self.fed = capacity, 0
         # the vocabulary head over its packed weight (seqkit.packing) when it is a plain Linear
-        self.head, self.embed = None, model.target_embedding
-        if not model.training and is_plain(model.head, nn.Linear):
-            self.head = packed_weight(model.head), model.head.bias
-        if not model.training and is_plain(self.embed, TokenEmbedding):
-            self.embed = self.embed.forward  # no hook to run: its forward without the module call
+        self.head = self.embed = None  # eval mode only (training mode runs model.decode)
+        if not model.training:
+            if is_plain(model.head, nn.Linear):
+                self.head = packed_weight(model.head), model.head.bias
+            embedding = model.target_embedding  # with no hook to run, its forward without the call
+            self.embed = embedding.forward if is_plain(embedding, TokenEmbedding) else embedding
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so
         # here, once, before any work (the cache contract's ValueError): made for one row only
         probe_enc = enc if use_cache or enc is None else enc.index_select(torch.zeros(1, dtype=torch.long,
@@ -225,7 +226,8 @@ class _Decoding:
             return logits[:, -1].float()
         # in eval mode the embedding dropout is the identity, and only the last position's logits
         # are wanted: the output head runs on that one (a prompt's prefill skips T-1 head GEMMs)
-        hidden, self.cache = model.decoder(self.embed(tokens), self.enc, self.cache)
+        embed = self.embed if self.embed is not None else model.target_embedding  # (eval since)
+        hidden, self.cache = model.decoder(embed(tokens), self.enc, self.cache)
         last = hidden[:, -1]
         logits = linear(last, *self.head) if self.head is not None else model.head(last)
         return logits if logits.dtype == torch.float32 else logits.float()

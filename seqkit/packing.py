@@ -11,7 +11,8 @@ and DDP never see it) until the weight changes (its version counter or storage),
 decodes again and again pays for it once; ``release`` drops the copies (``SeqModel.train()`` does:
 they exist while a model decodes in eval mode, and cost as much memory as the weights they copy).
 Only plain modules qualify: a subclass, an int8 module (no float ``weight``) or a module with
-forward hooks keeps its own call.
+forward hooks keeps its own call. A weight made under ``torch.inference_mode`` has no version
+counter: it is used as it is (its transpose as a view), never copied.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def is_plain(module: nn.Module, *kinds: type) -> bool:
 def packed_weight(linear: nn.Linear) -> Tensor:
     """``linear.weight`` as (in, out), contiguous: the same numbers, made again only when they change."""
     weight = linear.weight
+    if weight.is_inference():  # made under inference_mode: no version counter tells a change
+        return weight.t()  # so no copy: the module's own layout, always current
     key = (weight._version, weight.data_ptr(), weight.dtype, weight.device)
     held = linear.__dict__.get(_PACKED)
     if held is None or held[0] != key:

@@ -150,6 +150,17 @@ def test_packed_weights_are_made_once_and_follow_the_weights():
     torch.testing.assert_close(packed_weight(linear), linear.weight.t(), rtol=0, atol=0)
 
 
+@torch.no_grad()
+def test_weights_made_under_inference_mode_are_used_as_they_are():
+    with torch.inference_mode():
+        linear = nn.Linear(4, 3)  # no version counter to tell a change
+        linear.weight.mul_(2.0)
+        assert packed_weight(linear)._base is linear.weight  # a view, not a copy
+        torch.testing.assert_close(packed_weight(linear), linear.weight.t(), rtol=0, atol=0)
+        linear.weight.mul_(2.0)
+        torch.testing.assert_close(packed_weight(linear), linear.weight.t(), rtol=0, atol=0)
+
+
 def test_decoding_after_training_steps_uses_the_new_weights():
     model = make_model({"name": "transformer", "layers": 2, "heads": 2, "dropout": 0.0})
     source, mask = sources()
