@@ -302,7 +302,9 @@ class _Search:
         position are skipped without touching a tensor (a step at batch 1 is mostly overhead),
         and none of them waits for the device (no boolean indexing, no ``any()``)."""
         config, position = self.config, self.position
-        allowed = logits.log_softmax(-1)
+        # in place: the logits are the search's own, and a fresh (N, V) tensor every step costs
+        # more than the softmax at batch 1 (the allocator returns and refetches its pages)
+        allowed = torch.log_softmax(logits, -1, out=logits)
         same_length = self.longest == self.shortest  # one prompt length: every slot produced as many
         if same_length and position - self.shortest < config.min_len:
             allowed[:, : EOS + 1] = NEG_INF  # PAD, BOS and, before min_len, EOS: one fill
