@@ -300,14 +300,17 @@ def test_rnn_decoder_nonlinearity_reaches_the_recurrence():
 def test_copy_bridge_passes_the_encoder_state():
     lstm_enc = make_encoder("lstm", layers=2)(*source())
     gru_enc = make_encoder("gru", layers=2)(*source())
+    def state(cache, name):  # the cache holds a tuple of layers x (B, H)
+        return torch.stack(cache[name], dim=1)  # (B, layers, H), as the encoder's state
+
     lstm_cache = make_decoder("lstm", layers=2, bridge="copy").init_cache(lstm_enc, 4, 7)
-    torch.testing.assert_close(lstm_cache["h"], lstm_enc.state[0])
-    torch.testing.assert_close(lstm_cache["c"], lstm_enc.state[1])
+    torch.testing.assert_close(state(lstm_cache, "h"), lstm_enc.state[0])
+    torch.testing.assert_close(state(lstm_cache, "c"), lstm_enc.state[1])
     gru_cache = make_decoder("gru", layers=2, bridge="copy").init_cache(lstm_enc, 4, 7)
-    torch.testing.assert_close(gru_cache["h"], lstm_enc.state[0])  # h of an LSTM state
+    torch.testing.assert_close(state(gru_cache, "h"), lstm_enc.state[0])  # h of an LSTM state
     cache = make_decoder("lstm", layers=2, bridge="copy").init_cache(gru_enc, 4, 7)
-    torch.testing.assert_close(cache["h"], gru_enc.state)
-    assert torch.all(cache["c"] == 0)  # a GRU has no cell state to give
+    torch.testing.assert_close(state(cache, "h"), gru_enc.state)
+    assert torch.all(state(cache, "c") == 0)  # a GRU has no cell state to give
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ path (Bahdanau's additive attention always does).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
@@ -55,7 +57,7 @@ def step_weights(decoder) -> StepWeights | None:
 
 def cached_step(weights: StepWeights, y: Tensor, state: dict[str, Tensor], source: dict | None
                 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """y (B, 1, D) one position -> hidden (B, 1, D) and the new state {"h"[, "c"]} (B, layers, H)."""
+    """y (B, 1, D) one position -> hidden (B, 1, D) and the new state {"h"[, "c"]}."""
     x, new = run_cells(weights.cell, weights.layers, y[:, 0], state)
     if weights.attention == "none":
         hidden = linear(x, *weights.output) if weights.output is not None else x
@@ -72,13 +74,12 @@ def cached_step(weights: StepWeights, y: Tensor, state: dict[str, Tensor], sourc
     return hidden[:, None], new
 
 
-def run_cells(cell, layers: list[list[Tensor]], x: Tensor, state: dict[str, Tensor]
-              ) -> tuple[Tensor, dict[str, Tensor]]:
-    """x (B, D) through one native cell per layer, from the cache's state (B, layers, H) to the
-    new one; returns the top layer's output (B, H) and the state."""
+def run_cells(cell, layers: list[list[Tensor]], x: Tensor, state: dict[str, Sequence[Tensor]]
+              ) -> tuple[Tensor, dict[str, tuple[Tensor, ...]]]:
+    """x (B, D) through one native cell per layer, from the state {"h"[, "c"]} (layers x (B, H),
+    the cache's layout) to the new one; returns the top layer's output (B, H) and the state."""
     hs, cs = [], []
-    h0 = state["h"].unbind(1)  # layers x (B, H), in one call
-    c0 = state["c"].unbind(1) if "c" in state else None
+    h0, c0 = state["h"], state.get("c")
     for layer, cell_weights in enumerate(layers):
         if c0 is None:
             h = cell(x, h0[layer], *cell_weights)
@@ -87,9 +88,9 @@ def run_cells(cell, layers: list[list[Tensor]], x: Tensor, state: dict[str, Tens
             cs.append(c)
         hs.append(h)
         x = h  # no dropout between layers: inference only
-    new = {"h": torch.stack(hs, dim=1)}  # (B, layers, H)
+    new = {"h": tuple(hs)}
     if cs:
-        new["c"] = torch.stack(cs, dim=1)
+        new["c"] = tuple(cs)
     return x, new
 
 

@@ -6,8 +6,9 @@ additive attention scores the memory with the previous state and feeds the conte
 input, so step t waits for step t-1: it runs as a Python loop over a stack of nn.*Cell modules.
 
 Cache (every tensor batch first, so the generic index_select reorders it):
-    h       (B, layers, H)   recurrent state after the last position seen
-    c       (B, layers, H)   LSTM cell state (lstm only)
+    h       layers x (B, H)  recurrent state after the last position seen, a tuple: a step makes
+                             new tensors per layer, which a (B, layers, H) tensor would stack
+    c       layers x (B, H)  LSTM cell state (lstm only)
     source: what depends on the source only, one row per source (shares_source: a source's
             beams share it), computed once in init_cache, only with attention:
         memory  (Bs, S, D)   the memory, zero on padded positions
@@ -84,7 +85,8 @@ class RecurrentDecoder(Decoder):
 
     def init_cache(self, enc: EncoderOutput | None, batch_size: int, max_len: int) -> Cache:
         self._check_encoder(enc)
-        cache = self.bridge(enc, batch_size, like=self._parameter())  # h[, c]: (B, layers, H)
+        state = self.bridge(enc, batch_size, like=self._parameter())  # h[, c]: (B, layers, H)
+        cache: Cache = {name: tuple(value.unbind(1)) for name, value in state.items()}  # per layer
         if self.attention is not None:  # what the attention reads, once per source
             memory = self._memory(enc)  # (Bs, S, D)
             cache["source"] = {"memory": memory, "mask": enc.mask}
@@ -115,7 +117,7 @@ class RecurrentDecoder(Decoder):
                 memory, mask = self._memory(enc), enc.mask  # (B, S, D), (B, S)
                 keys = self.attention.keys(memory) if self.feeds_context else None
         else:
-            state = {name: cache[name] for name in self.bridge.names}
+            state = {name: torch.stack(cache[name], dim=1) for name in self.bridge.names}  # (B, layers, H)
             if self.attention is not None:
                 source = cache["source"]
                 memory, mask, keys = source["memory"], source["mask"], source.get("keys")
@@ -142,7 +144,7 @@ class RecurrentDecoder(Decoder):
         if cache is None:
             return hidden, None
         # a new dict: the caller's cache (and any beam that shares its tensors) stays as it was
-        return hidden, {**cache, **state}
+        return hidden, {**cache, **{name: tuple(value.unbind(1)) for name, value in state.items()}}
 
     # -- pieces -----------------------------------------------------------------------------------
 
@@ -198,8 +200,9 @@ class RecurrentDecoder(Decoder):
         costs ~0.24 ms per layer and call: for one step that is most of a decode step at batch 1
         (a cell: ~0.03 ms). Same arithmetic; the floats may differ from the fused kernel's in
         the last bits."""
-        x, state = run_cells(cell_step(self.cell, self.rnn), cell_weights(self.rnn), y[:, 0], state)
-        return x[:, None], state
+        layers = {name: value.unbind(1) for name, value in state.items()}
+        x, layers = run_cells(cell_step(self.cell, self.rnn), cell_weights(self.rnn), y[:, 0], layers)
+        return x[:, None], {name: torch.stack(value, dim=1) for name, value in layers.items()}
 
     def _parameter(self) -> Tensor:
         """Any parameter: zero states take its device and dtype."""
