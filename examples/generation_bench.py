@@ -10,6 +10,10 @@ sharpened output head; the recurrent rows use an LSTM / GRU / RNN decoder (2 lay
 row (end of sequence banned before, as ``min_len = max_len``), from the same random sources
 (32 tokens, a quarter of the rows padded), and the outputs are compared token for token first.
 
+Greedy rows time seqkit as the other systems decode, without scores (``SearchConfig(scores=False)``:
+neither the hand-written loop nor HF's ``generate`` computes any), and "seqkit+scores" with the
+total log-probability of each output, a log-softmax a step.
+
 Rows: greedy at batch 1 and 32 against the hand-written loop (and HF), beam 4 at batch 8 against
 HF (``length_penalty=0``, ``early_stopping=False``: seqkit's search; where outputs differ, both are
 scored under the model, as beam search's objective). Each repetition times every
@@ -67,8 +71,11 @@ def sources(batch: int, seed: int = 1) -> tuple[Tensor, Tensor]:
 # -- seqkit ---------------------------------------------------------------------------------------
 
 
-def seqkit_decode(model, source, mask, new_tokens: int, beam: int = 1) -> list[list[int]]:
-    config = SearchConfig(max_len=new_tokens, min_len=new_tokens, beam=beam)
+def seqkit_decode(model, source, mask, new_tokens: int, beam: int = 1, scores: bool = False
+                  ) -> list[list[int]]:
+    """seqkit's tokens. Without scores, as the hand-written loop and HF's generate (whose
+    ``output_scores`` is off) decode: no log-softmax a step; beam search scores anyway."""
+    config = SearchConfig(max_len=new_tokens, min_len=new_tokens, beam=beam, scores=scores)
     return [row[0].tokens for row in generate(model, source, mask, config)]
 
 
@@ -221,12 +228,15 @@ def compare(name: str, systems: dict, batch: int, new_tokens: int, repeat: int, 
             systems[system]()
             times[system].append(time.perf_counter() - start)
     tokens = batch * new_tokens
+    ours = [system for system in names if system.startswith("seqkit")]
     result = {"case": name, "batch": batch, "new_tokens": new_tokens,
               "tokens_per_s": {s: tokens / statistics.median(t) for s, t in times.items()},
               "same_outputs": agree, "seqkit_scores_higher_where_they_differ": seqkit_higher, "ratios": {}}
-    for system in names[1:]:
-        ratios = sorted(b / a for a, b in zip(times["seqkit"], times[system], strict=True))
-        result["ratios"][system] = {"median": statistics.median(ratios), "min": ratios[0], "max": ratios[-1]}
+    for mine in ours:  # seqkit / each other system: the other's time over seqkit's, per repetition
+        for system in (s for s in names if s not in ours):
+            ratios = sorted(b / a for a, b in zip(times[mine], times[system], strict=True))
+            result["ratios"][f"{mine}/{system}"] = {"median": statistics.median(ratios), "min": ratios[0],
+                                                    "max": ratios[-1]}
     return result
 
 
@@ -236,6 +246,7 @@ def systems_of(kind: str, batch: int, model, marian, L: int) -> tuple[dict, obje
     source, mask = sources(batch)
     if kind == "greedy":
         systems = {"seqkit": lambda: seqkit_decode(model, source, mask, L),
+                   "seqkit+scores": lambda: seqkit_decode(model, source, mask, L, scores=True),
                    "raw": lambda: raw_transformer_greedy(model, source, mask, L)}
         if marian is not None:
             systems["hf"] = lambda: hf_decode(marian, source, mask, L)
@@ -247,6 +258,7 @@ def systems_of(kind: str, batch: int, model, marian, L: int) -> tuple[dict, obje
         return systems, lambda rows: log_probs(model, source, mask, rows, L)
     recurrent, _ = seqkit_model(kind)
     return {"seqkit": lambda: seqkit_decode(recurrent, source, mask, L),
+            "seqkit+scores": lambda: seqkit_decode(recurrent, source, mask, L, scores=True),
             "raw": lambda: raw_recurrent_greedy(recurrent, source, mask, L)}, None
 
 
@@ -268,8 +280,8 @@ def main() -> None:
         result = compare(case, systems, batch, L, args.repeat, judge)
         results.append(result)
         speeds = ", ".join(f"{s} {v:,.0f}" for s, v in result["tokens_per_s"].items())
-        ratios = ", ".join(f"seqkit/{s} {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}]"
-                           for s, r in result["ratios"].items())
+        ratios = ", ".join(f"{pair} {r['median']:.2f} [{r['min']:.2f}, {r['max']:.2f}]"
+                           for pair, r in result["ratios"].items())
         same = ", ".join(f"{s} {v:.0%}" for s, v in result["same_outputs"].items())
         higher = "".join(f"; where {s} differs, seqkit scores higher on {v}"
                          for s, v in result["seqkit_scores_higher_where_they_differ"].items())

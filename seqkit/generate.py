@@ -55,6 +55,8 @@ class SearchConfig:
     seed: int | None = None  # sampling: the same seed draws the same tokens
     use_cache: bool = True  # False recomputes the prefix every step (a baseline for tests, benchmarks)
     compile: bool = False  # torch.compile the decode step over a static cache (seqkit.compiled_decode)
+    scores: bool = True  # False: the caller needs no scores, so greedy search skips the per-step
+    #   log-softmax (its hypotheses' score and rank are nan); beam search and sampling need it anyway
 
     def __post_init__(self):
         _at_least(self, "max_len", 1)
@@ -73,8 +75,9 @@ class SearchConfig:
         if self.seed is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)
                                       or not 0 <= self.seed < 2**64):
             raise ConfigError(f"seed: must be an integer from 0 to 2**64 - 1, got {self.seed!r}", "seed")
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"compile: must be true or false, got {self.compile!r}", "compile")
+        for name in ("compile", "scores"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: must be true or false, got {getattr(self, name)!r}", name)
         if self.compile and not self.use_cache:
             raise ConfigError("compile: compiled decoding steps through the cache; it cannot run with "
                               "use_cache = false", "compile")
@@ -137,7 +140,8 @@ def generate(model: SeqModel, source: Tensor | None = None, source_mask: Tensor 
 def greedy(model: SeqModel, source: Tensor | None, source_mask: Tensor | None, max_len: int,
            batch_size: int | None = None) -> list[list[int]]:
     """Greedy token ids of each row (no BOS, no EOS): what evaluation decodes with."""
-    found = generate(model, source, source_mask, SearchConfig(max_len=max_len), batch_size=batch_size)
+    found = generate(model, source, source_mask, SearchConfig(max_len=max_len, scores=False),
+                     batch_size=batch_size)
     return [hypotheses[0].tokens for hypotheses in found]
 
 
@@ -297,14 +301,18 @@ class _Search:
     def log_probs(self, logits: Tensor, owner: Tensor) -> Tensor:
         """Model log-probabilities (N, V) with every token not allowed next at -inf (an allowed
         token's value is the model's log-probability, so nothing else is kept: scores gather
-        from this). A slot still inside its prompt may only take the prompt's next token, at 0.
+        from this). Computed in place over the step's logits, the search's own (a fresh (N, V)
+        tensor cost ~10 µs a step at batch 1 in a decode, measured)."""
+        return self.allowed(torch.log_softmax(logits, -1, out=logits), owner)
+
+    def allowed(self, values: Tensor, owner: Tensor) -> Tensor:
+        """``values`` (N, V), log-probabilities or logits, with every token not allowed next at
+        -inf (in place where it can be). A slot still inside its prompt may only take the
+        prompt's next token, at 0.
         Every slot is at the same position, so the checks below that cannot apply at this
         position are skipped without touching a tensor (a step at batch 1 is mostly overhead),
         and none of them waits for the device (no boolean indexing, no ``any()``)."""
-        config, position = self.config, self.position
-        # in place: the logits are the search's own, and a fresh (N, V) tensor every step costs
-        # more than the softmax at batch 1 (the allocator returns and refetches its pages)
-        allowed = torch.log_softmax(logits, -1, out=logits)
+        config, position, allowed = self.config, self.position, values
         same_length = self.longest == self.shortest  # one prompt length: every slot produced as many
         if same_length and position - self.shortest < config.min_len:
             allowed[:, : EOS + 1] = NEG_INF  # PAD, BOS and, before min_len, EOS: one fill
@@ -379,15 +387,19 @@ class _Search:
         final = torch.zeros(self.rows, device=device)  # each input row's total when it ended
         ended: list[tuple | None] = [None] * self.rows
         logits = self.prefill()
+        # without scores, greedy search picks from the logits themselves (as a hand-written loop
+        # does): the same order as the log-probabilities', without a softmax a step
+        scoring = config.scores or config.sample
         while True:
-            allowed = self.log_probs(logits, owner)
+            allowed = self.log_probs(logits, owner) if scoring else self.allowed(logits, owner)
             if config.sample:  # a row with no allowed token draws PAD, the sign that it is stuck
                 stuck = (allowed.max(-1).values == NEG_INF)[:, None]
                 token = _draw(torch.where(stuck, pad_only, allowed), config, generator)
                 total = total + allowed.gather(1, token[:, None]).squeeze(1)  # the model's log-prob
             else:  # the first of equal maxima (PAD when all are -inf) and its log-prob, in one op
                 best, token = allowed.max(-1)
-                total = total + best
+                if scoring:
+                    total = total + best
             chosen = token.tolist()  # the step's one wait for the device
             if PAD in chosen:
                 raise self.cannot_continue(owners[chosen.index(PAD)])
@@ -410,7 +422,8 @@ class _Search:
                 self.paths = [self.paths[slot] for slot in keep_slots]
             logits = self.decoding.feed(token[:, None])
         found: list[list[Hypothesis]] = []
-        for row, (value, path) in enumerate(zip(final.tolist(), ended, strict=True)):
+        values = final.tolist() if scoring else [math.nan] * self.rows
+        for row, (value, path) in enumerate(zip(values, ended, strict=True)):
             tokens = self.output(path, row)
             found.append([Hypothesis(tokens, value, config.rank(value, len(tokens) + 1))])
         return found

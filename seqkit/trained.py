@@ -92,7 +92,7 @@ class Model:
         options = SearchConfig(max_len=max_len, min_len=min_len, beam=beam,
                                nbest=nbest, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram,
                                sample=sample, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                               compile=compile)
+                               compile=compile, scores=scores)
         single = isinstance(texts, str)
         with self.autocast():
             found = search(self.model, self.task, self.config, texts, options, batch_size)

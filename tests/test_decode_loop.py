@@ -4,13 +4,16 @@ beyond the one the search needs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
 from generation_cases import DECODERS, GOLDEN, decode_all, ends_early, make_model, sources
 from torch.overrides import TorchFunctionMode
 
+from seqkit.errors import ConfigError
 from seqkit.generate import SearchConfig, generate
 from seqkit.interfaces import Decoder
 
@@ -40,6 +43,33 @@ def test_outputs_equal_the_recorded_ones_to_the_bit():
             for (_, score, rank), (_, old_score, old_rank) in zip(new, old, strict=True):
                 assert abs(float.fromhex(score) - float.fromhex(old_score)) <= 1e-5, name
                 assert abs(float.fromhex(rank) - float.fromhex(old_rank)) <= 1e-5, name
+
+
+@pytest.mark.parametrize("decoder", sorted(DECODERS))
+@pytest.mark.parametrize("search", [SearchConfig(max_len=12), SearchConfig(max_len=9, min_len=9),
+                                    SearchConfig(max_len=8, sample=True, seed=3),
+                                    SearchConfig(max_len=8, beam=3, nbest=2)], ids=["greedy", "min_len",
+                                                                                   "sample", "beam"])
+@pytest.mark.parametrize("prompted", [False, True])
+def test_without_scores_greedy_search_picks_the_same_tokens(decoder, search, prompted):
+    source, mask = sources()
+    model = ends_early(make_model(DECODERS[decoder]), source, mask)
+    prompts = [[5, 6], [], [7, 8, 9], [5], [10, 11]] if prompted else None
+    scored = generate(model, source, mask, search, prompts=prompts)
+    unscored = generate(model, source, mask, dataclasses.replace(search, scores=False), prompts=prompts)
+    assert [[h.tokens for h in row] for row in unscored] == [[h.tokens for h in row] for row in scored]
+    greedy = search.beam == 1 and not search.sample  # beam search and sampling score anyway
+    for row, scored_row in zip(unscored, scored, strict=True):
+        for h, s in zip(row, scored_row, strict=True):
+            if greedy:
+                assert math.isnan(h.score) and math.isnan(h.rank)
+            else:
+                assert (h.score, h.rank) == (s.score, s.rank)
+
+
+def test_scores_must_be_a_boolean():
+    with pytest.raises(ConfigError, match="scores: must be true or false"):
+        SearchConfig(scores="no")
 
 
 class SyncCounter(TorchFunctionMode):

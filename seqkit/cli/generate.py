@@ -224,7 +224,8 @@ def generate(ctx: click.Context, run: Path, texts: tuple[str, ...], input_file, 
     options = _search_options(max_len=default_len if max_len is None else max_len, min_len=min_len,
                               beam=beam, nbest=nbest, length_penalty=length_penalty,
                               no_repeat_ngram=no_repeat_ngram, sample=sample, temperature=temperature,
-                              top_k=top_k, top_p=top_p, seed=seed, compile=compile_)
+                              top_k=top_k, top_p=top_p, seed=seed, compile=compile_,
+                              scores=with_scores or fmt != "text")  # else none is shown: not computed
 
     unknown = UnknownInputs(fmt)
 
