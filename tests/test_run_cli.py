@@ -1,4 +1,5 @@
-"""`seqkit train/run`: --init RUN starts from RUN's weights and tokenizers; samples keep to a line."""
+"""`seqkit train/run`: --init RUN (a run folder or a checkpoint) starts from RUN's weights and
+tokenizers; samples keep to a line."""
 
 from __future__ import annotations
 
@@ -54,3 +55,20 @@ def test_run_samples_keep_to_their_lines():
 
     assert _short("two\nlines\tand a \\") == "two\\nlines\\tand a \\\\"
     assert _short([0.5] * 60).endswith("...") and len(_short([0.5] * 60)) == 100
+
+
+def test_init_takes_a_checkpoint_file_as_the_api_does(tmp_path):
+    path = config(tmp_path)
+    first = CliRunner().invoke(cli, ["train", str(path), "--out", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    checkpoint = tmp_path / "a" / "best.safetensors"
+    tuned = CliRunner().invoke(cli, ["train", str(path), "--init", str(checkpoint), "--out",
+                                     str(tmp_path / "b"), "--set", "train.lr=0.0", "--set", "train.steps=1",
+                                     "--set", "train.eval_every=1"])
+    assert tuned.exit_code == 0, tuned.output
+    a, b = (load_file(tmp_path / run / "best.safetensors") for run in "ab")
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    missing = CliRunner().invoke(cli, ["train", str(path), "--init", str(tmp_path / "nothing.safetensors"),
+                                       "--out", str(tmp_path / "c")])
+    assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1, missing.output
+    assert "nothing.safetensors" in missing.output

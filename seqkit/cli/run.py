@@ -46,9 +46,10 @@ out_option = click.option("--out", type=click.Path(file_okay=False, path_type=Pa
 restart_option = click.option("--restart", is_flag=True,
                               help="Start over in a run folder that holds an earlier run: its "
                                    "checkpoints, best model, metrics and config are removed first.")
-init_option = click.option("--init", metavar="RUN", type=click.Path(file_okay=False, path_type=Path),
+init_option = click.option("--init", metavar="RUN", type=click.Path(path_type=Path),
                            help="Start from RUN's weights and tokenizers (fine-tuning: a run folder, "
-                                "e.g. one `seqkit import hf` made); CONFIG's [model] must be RUN's.")
+                                "e.g. one `seqkit import hf` made, or one of its checkpoint files); "
+                                "CONFIG's [model] must be RUN's.")
 nproc_option = click.option("--nproc", metavar="N",
                             help="Train with N processes on this machine under DistributedDataParallel: "
                                  "starts torchrun (--standalone --nproc-per-node N) with this command. "
