@@ -111,7 +111,7 @@ def test_anything_the_step_would_not_honour_takes_the_module_path(steps, change)
     elif change == "global_hook":
         undo = nn.modules.module.register_module_forward_hook(lambda *args: seen.append(1))
     elif change == "subclass":
-        class Scaled(nn.LayerNorm):  # a LayerNorm that computes something else
+        class Scaled(nn.LayerNorm):  # a subclass: it may compute something else (here it records)
             def forward(self, x):
                 seen.append(1)
                 return super().forward(x)
