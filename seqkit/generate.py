@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from seqkit.errors import ConfigError, GenerationError
 from seqkit.interfaces import BOS, EOS, PAD, EncoderOutput, iter_tensors
 from seqkit.model import SeqModel, TokenEmbedding
-from seqkit.packing import is_plain, linear, packed_weight
+from seqkit.packing import is_plain, linear, packed
 
 NEG_INF = float("-inf")
 assert (PAD, BOS, EOS) == (0, 1, 2), "log_probs bans PAD, BOS (and EOS) as the slices [:2] ([:3])"
@@ -175,7 +175,7 @@ class _Decoding:
         self.head = self.embed = None  # eval mode only (training mode runs model.decode)
         if not model.training:
             if is_plain(model.head, nn.Linear):
-                self.head = packed_weight(model.head), model.head.bias
+                self.head = packed(model.head)
             embedding = model.target_embedding  # with no hook to run, its forward without the call
             self.embed = embedding.forward if is_plain(embedding, TokenEmbedding) else embedding
         # recomputing needs no cache, but a decoder that cannot hold ``capacity`` positions says so

@@ -43,6 +43,11 @@ def packed_weight(linear: nn.Linear) -> Tensor:
     return held[1]
 
 
+def packed(linear: nn.Linear) -> tuple[Tensor, Tensor | None]:
+    """``(packed_weight(linear), linear.bias)``: the arguments ``linear`` after ``x`` takes."""
+    return packed_weight(linear), linear.bias
+
+
 def linear(x: Tensor, weight_t: Tensor, bias: Tensor | None) -> Tensor:
     """x (N, in) @ weight_t (in, out) + bias: ``F.linear`` over a packed weight."""
     return torch.addmm(bias, x, weight_t) if bias is not None else torch.mm(x, weight_t)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from seqkit.packing import is_plain, linear, packed_weight
+from seqkit.packing import is_plain, linear, packed
 
 from .attention import Attention
 
@@ -49,8 +49,8 @@ def step_weights(decoder) -> StepWeights | None:
     if next(decoder.rnn.parameters()).device.type != "cpu":  # cuDNN runs the fused module well
         return None
     attention = decoder.attention.kind if decoder.attention is not None else "none"
-    query = _linear(decoder.attention.query) if attention == "general" else None
-    output = _linear(decoder.output) if isinstance(decoder.output, nn.Linear) else None
+    query = packed(decoder.attention.query) if attention == "general" else None
+    output = packed(decoder.output) if isinstance(decoder.output, nn.Linear) else None
     return StepWeights(cell_step(decoder.cell, decoder.rnn), cell_weights(decoder.rnn), attention, query,
                        output)
 
@@ -103,7 +103,3 @@ def cell_weights(rnn: nn.RNNBase) -> list[list[Tensor]]:
 def cell_step(cell: str, rnn: nn.RNNBase):
     """The native one-step function of a fused module's cell."""
     return CELL_STEPS[cell if cell != "rnn" else f"rnn_{rnn.nonlinearity}"]
-
-
-def _linear(module: nn.Linear) -> tuple[Tensor, Tensor | None]:
-    return packed_weight(module), module.bias

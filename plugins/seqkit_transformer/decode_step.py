@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from seqkit.packing import is_plain, linear, packed_weight
+from seqkit.packing import is_plain, linear, packed
 from seqkit_transformer.attention import CrossAttention, SelfAttention
 from seqkit_transformer.layers import MLP, DecoderLayer
 
@@ -43,12 +43,12 @@ def step_weights(decoder) -> StepWeights | None:
         return None
     layers = []
     for layer in decoder.layers:
-        weights = {"ln_1": _norm(layer.ln_1), "qkv": _linear(layer.attn.qkv),
-                   "proj": _linear(layer.attn.proj), "ln_3": _norm(layer.ln_3),
-                   "fc": _linear(layer.mlp.fc), "out": _linear(layer.mlp.proj)}
+        weights = {"ln_1": _norm(layer.ln_1), "qkv": packed(layer.attn.qkv),
+                   "proj": packed(layer.attn.proj), "ln_3": _norm(layer.ln_3),
+                   "fc": packed(layer.mlp.fc), "out": packed(layer.mlp.proj)}
         if layer.cross is not None:
-            weights.update(ln_2=_norm(layer.ln_2), q=_linear(layer.cross.q),
-                           cross_proj=_linear(layer.cross.proj))
+            weights.update(ln_2=_norm(layer.ln_2), q=packed(layer.cross.q),
+                           cross_proj=packed(layer.cross.proj))
         layers.append(weights)
     activation = ACTIVATIONS[type(decoder.layers[0].mlp.activation)]
     ln_f = _norm(decoder.ln_f) if decoder.ln_f is not None else None
@@ -112,10 +112,6 @@ def _residual(weights: StepWeights, h: Tensor, y: Tensor, norm: tuple) -> Tensor
 def _layer_norm(h: Tensor, norm: tuple) -> Tensor:
     weight, bias, eps = norm
     return F.layer_norm(h, (h.size(-1),), weight, bias, eps)
-
-
-def _linear(module: nn.Linear) -> tuple[Tensor, Tensor | None]:
-    return packed_weight(module), module.bias
 
 
 def _norm(module: nn.LayerNorm) -> tuple:
