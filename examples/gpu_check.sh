@@ -265,6 +265,14 @@ def bench(name):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def results(name):
+    """(meta, rows, settings) of a bench that wrote rows, else None."""
+    data = bench(name)
+    if not data or not data.get("rows"):
+        return None
+    return data["meta"], data["rows"], data["meta"]["settings"]
+
+
 def tests():
     """(name, outcome, detail) of each test, from the junit file, or from pytest -v's lines when a
     killed pytest wrote none."""
@@ -368,11 +376,10 @@ if cases and any(outcome != "skipped" for _, outcome, _ in cases):  # all skippe
     lines += [f"| {name} | {outcome} | {detail.replace('|', '/')[:200]} |" for name, outcome, detail in cases]
 
 for name, title in (("train", "eager"), ("train-compiled", "torch.compile")):
-    data = bench(name)
-    if not data or not data.get("rows"):
+    found = results(name)
+    if found is None:
         continue
-    meta, rows = data["meta"], data["rows"]
-    settings = meta["settings"]
+    meta, rows, settings = found
     lines += ["", f"## Training, {title}: seqkit against raw nn.Transformer ({shape(settings)}), "
               f"{meta['precision']}, {settings['batch_tokens']:,} target tokens per step", "",
               "| L | batch | seqkit tokens/s (min-max) | raw tokens/s (min-max) | seqkit / raw | seqkit MFU | "
@@ -392,10 +399,9 @@ for name, title in (("train", "eager"), ("train-compiled", "torch.compile")):
         lines += ["", f"Goal at L=256 (≥ 450k target tokens/s and ≥ 25% MFU): {'met' if met else 'not met'} "
                   f"({best['tokens_per_s']:,.0f} tokens/s, MFU {cell(best.get('mfu'), '.1%')})."]
 
-data = bench("encode")
-if data and data.get("rows"):
-    meta, rows = data["meta"], data["rows"]
-    settings = meta["settings"]
+found = results("encode")
+if found is not None:
+    meta, rows, settings = found
     lengths = settings["lengths"]
     lines += ["", f"## Encode latency at batch 1, ms, median of {settings['repeat']} ({shape(settings)}, "
               f"{meta['precision']})", "", "| L | " + " | ".join(f"{n:,}" for n in lengths) + " |",
@@ -406,10 +412,9 @@ if data and data.get("rows"):
     if (out / "encode.png").exists():
         lines += ["", "![encode latency against length](encode.png)"]
 
-data = bench("generate")
-if data and data.get("rows"):
-    meta, rows = data["meta"], data["rows"]
-    settings = meta["settings"]
+found = results("generate")
+if found is not None:
+    meta, rows, settings = found
     lines += ["", f"## Generation, {', '.join(map(str, settings['lengths']))} new tokens ({shape(settings)}, "
               f"{meta['precision']})", "",
               "| architecture | batch | greedy, cached: tokens/s (min-max) | ms/step | recompute tokens/s | "
